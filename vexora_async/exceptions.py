@@ -1,0 +1,223 @@
+"""Every exception the SDK raises.
+
+Nothing else escapes a call: httpx, json, cattrs and lookup errors are
+caught at the edge and re-raised as one of these, with the original kept as
+``__cause__``.
+
+The tree::
+
+    VexoraError                      base of everything below
+    ├── InvalidRequestError          bad input; nothing was sent
+    ├── ConflictingRequestError      same tradeNo, different payload; nothing sent
+    ├── TransportError               the HTTP exchange failed
+    │   ├── ConnectError             never reached the gateway (safe to retry)
+    │   └── RequestTimeout           a read-only call timed out
+    ├── HTTPStatusError              non-2xx answer (.status_code, .body_excerpt)
+    ├── DecodingError                the answer is not the documented envelope
+    ├── GatewayError                 the gateway answered a code other than 0000
+    │   └── RequestRejected          code 8000: this *request* was refused
+    ├── OutcomeUnknown               a create may or may not have happened
+    │   └── PayoutOutcomeUnknown     ... for a payout (.trade_no)
+    └── SignatureError               a callback's sign is missing or wrong
+
+:class:`OutcomeUnknown` is deliberately *not* a :class:`GatewayError`: code
+that treats gateway errors as "the payout failed" must never see an unknown
+outcome there. An unknown payout may have been executed. Resolve it with
+:meth:`vexora_async.VexoraClient.get_payout` under the **same** ``tradeNo``;
+never resend it under a new one.
+"""
+
+from __future__ import annotations
+
+
+class VexoraError(Exception):
+    """Base class of every error raised by vexora_async.
+
+    Carries the identity of the request it belongs to, where there is one:
+    *operation* (such as ``"create_payout"``) and *trade_no*.
+    """
+
+    operation: str | None
+    trade_no: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        trade_no: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.trade_no = trade_no
+
+    def __str__(self) -> str:
+        where = [
+            f"{name}={value}"
+            for name, value in (
+                ("operation", self.operation),
+                ("trade_no", self.trade_no),
+            )
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class InvalidRequestError(VexoraError, ValueError):
+    """The request is invalid; nothing was sent.
+
+    *field* names the offending field (``None`` for the request as a whole).
+    """
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        message = f"{field}: {reason}" if field else reason
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
+class ConflictingRequestError(VexoraError):
+    """A tradeNo was reused with a different payload; nothing was sent.
+
+    One tradeNo is one logical payout. A different amount, account, name or
+    bank under the same tradeNo is a bug in the caller, never a retry.
+    """
+
+
+class TransportError(VexoraError):
+    """The HTTP exchange with the gateway failed.
+
+    *sent* tells whether the request may have reached the gateway. A plain
+    :class:`TransportError` (the connection was lost after sending) is only
+    raised for read-only calls; for a create it becomes an
+    :class:`OutcomeUnknown`.
+    """
+
+    sent: bool = True
+
+
+class ConnectError(TransportError):
+    """The gateway was never reached: refused, connect or pool timeout.
+
+    The request provably was not sent, so nothing happened at the gateway.
+    """
+
+    sent = False
+
+
+class RequestTimeout(TransportError):
+    """A read-only call (status query, balance) timed out."""
+
+
+class HTTPStatusError(VexoraError):
+    """The gateway (or a proxy before it) answered a non-2xx status.
+
+    *body_excerpt* is a short, redacted start of the body: long digit runs
+    (account numbers) are masked.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body_excerpt: str,
+        retry_after: float | None = None,
+        operation: str | None = None,
+        trade_no: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, trade_no=trade_no)
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+
+
+class DecodingError(VexoraError):
+    """The gateway's answer is not the documented envelope.
+
+    Not JSON, not an object, no ``code``, or ``data`` of the wrong shape.
+    """
+
+
+class GatewayError(VexoraError):
+    """The gateway answered with a code other than ``0000``.
+
+    *code* and *msg* are the gateway's own. For a create, only
+    :class:`RequestRejected` reaches you; other codes (``5000``) make the
+    outcome unknown.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        msg: str,
+        *,
+        operation: str | None = None,
+        trade_no: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"gateway answered code {code}: {msg}",
+            operation=operation,
+            trade_no=trade_no,
+        )
+        self.code = code
+        self.msg = msg
+
+
+class RequestRejected(GatewayError):
+    """Code ``8000``: the gateway refused this request.
+
+    For a create, the transaction was not made. For a status query it only
+    means the *query* failed (for example an unknown tradeNo); it says
+    nothing about the payout itself.
+    """
+
+
+class OutcomeUnknown(VexoraError):
+    """A create was sent but its result cannot be known.
+
+    The transaction may have been executed. Find out with a status query
+    under the same tradeNo; do not resend under a new tradeNo.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        trade_no: str,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, trade_no=trade_no)
+        self.trade_no: str = trade_no
+
+
+class PayoutOutcomeUnknown(OutcomeUnknown):
+    """A payout was sent but its result cannot be known.
+
+    It **may have been executed**: money may have left. Resolve it with
+    ``await client.get_payout(trade_no)`` (or the client's reconciliation),
+    and never resend it under a new tradeNo: that can pay the beneficiary
+    twice.
+    """
+
+
+class SignatureError(VexoraError):
+    """A gateway callback's ``sign`` is missing or does not match."""
+
+
+__all__ = [
+    "ConflictingRequestError",
+    "ConnectError",
+    "DecodingError",
+    "GatewayError",
+    "HTTPStatusError",
+    "InvalidRequestError",
+    "OutcomeUnknown",
+    "PayoutOutcomeUnknown",
+    "RequestRejected",
+    "RequestTimeout",
+    "SignatureError",
+    "TransportError",
+    "VexoraError",
+]
