@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import respx
-
 from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 
 SECRET = "app-secret-0001"

@@ -252,8 +252,9 @@ class VexoraClient:
             # another worker may presume its owner dead.
             lease=2 * self.retry_policy.deadline + 60.0,
         )
+        self._retry = RetryMiddleware(self.retry_policy)
         self._handler = build_chain(
-            (self._idempotency, RetryMiddleware(self.retry_policy), *middleware),
+            (self._idempotency, self._retry, *middleware),
             self._send,
         )
 
