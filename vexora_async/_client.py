@@ -34,6 +34,8 @@ from ._transport import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     USER_AGENT,
+    TransportName,
+    check_transport,
     make_http_client,
 )
 from ._validation import check_trade_no
@@ -186,6 +188,9 @@ class VexoraClient:
     outcome (default: a bounded in-memory :class:`MemoryLedger`; pass a
     shared one for many workers). *middleware* adds your own layers; they
     run inside the retry layer, once per attempt, just before signing.
+
+    *transport* ``"aiohttp"`` sends through aiohttp under the same
+    ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
     """
 
     def __init__(
@@ -204,6 +209,7 @@ class VexoraClient:
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
         middleware: Sequence[Middleware] = (),
+        transport: TransportName = "httpx",
     ) -> None:
         self._merchant_no = _check_credential("merchant_no", merchant_no)
         self._secret = _Secret(_check_credential("app_secret", app_secret))
@@ -232,9 +238,11 @@ class VexoraClient:
         else:
             self._timeout = _as_timeout(timeout)
         self._owns_http = http_client is None
+        transport = check_transport(transport, injected=http_client is not None)
         self._http = http_client or make_http_client(
             timeout=self._timeout or DEFAULT_TIMEOUT,
             max_connections=max_connections,
+            transport=transport,
         )
         self._limiter = asyncio.Semaphore(max_connections)
         self._headers = {

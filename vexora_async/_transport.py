@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import platform
+from typing import Literal
 
 import httpx
 
 from ._version import __version__
+from .exceptions import InvalidRequestError
 
 
 #: Connect fast (a refused connect is safe to retry); give the gateway time
@@ -30,17 +32,53 @@ def default_limits(max_connections: int = DEFAULT_MAX_CONNECTIONS) -> httpx.Limi
     )
 
 
+TransportName = Literal["httpx", "aiohttp"]
+
+
+def check_transport(transport: object, *, injected: bool) -> TransportName:
+    """Refuse an unknown *transport*, or one given with an injected client."""
+    if transport not in ("httpx", "aiohttp"):
+        raise InvalidRequestError("transport", "must be 'httpx' or 'aiohttp'")
+    if injected and transport != "httpx":
+        raise InvalidRequestError(
+            "transport", "cannot be chosen for an injected http_client (mount it there)"
+        )
+    return transport
+
+
 def make_http_client(
-    *, timeout: httpx.Timeout, max_connections: int
+    *,
+    timeout: httpx.Timeout,
+    max_connections: int,
+    transport: TransportName = "httpx",
 ) -> httpx.AsyncClient:
-    """Create the client the SDK owns (and closes)."""
+    """Create the client the SDK owns (and closes).
+
+    *transport* ``"aiohttp"`` sends through
+    :class:`~vexora_async._aiohttp_transport.AiohttpTransport` (the aiohttp
+    extra); the client is an ``httpx.AsyncClient`` either way.
+    """
+    mounted: httpx.AsyncBaseTransport | None = None
+    if transport == "aiohttp":
+        # Imported here: aiohttp is optional and slow to import.
+        from ._aiohttp_transport import AiohttpTransport  # noqa: PLC0415
+
+        limits = default_limits(max_connections)
+        mounted = AiohttpTransport(
+            max_connections=max_connections,
+            keepalive_expiry=limits.keepalive_expiry or 30.0,
+            trust_env=True,
+        )
     return httpx.AsyncClient(
         timeout=timeout,
         limits=default_limits(max_connections),
         headers={"User-Agent": USER_AGENT},
+        transport=mounted,
         # The gateway never redirects; following one could replay a payout
         # to another host.
         follow_redirects=False,
-        # Proxies from the environment stay honoured, as httpx does.
-        trust_env=True,
+        # Proxies from the environment stay honoured, as httpx does; with
+        # aiohttp it is aiohttp that reads them (httpx would otherwise mount
+        # its own transport for proxied URLs, bypassing ours).
+        trust_env=mounted is None,
     )

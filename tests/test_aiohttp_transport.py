@@ -1,0 +1,296 @@
+"""Both transports, end to end over real loopback sockets.
+
+Every test that takes *transport* runs once on httpx's own transport and
+once on the aiohttp transport: the aiohttp one passes when it behaves
+exactly like the default, both in what httpx raises and in what the SDK
+makes of it (sent or not sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from vexora_async import (
+    ConnectError,
+    InvalidRequestError,
+    PayoutOutcomeUnknown,
+    RequestTimeout,
+    RetryPolicy,
+    TransportError,
+    VexoraClient,
+    sign,
+)
+from vexora_async._aiohttp_transport import AiohttpTransport
+from vexora_async._transport import TransportName, make_http_client
+
+from conftest import MERCHANT_NO, SECRET, make_payout
+from loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+TRANSPORTS: list[TransportName] = ["httpx", "aiohttp"]
+# Short enough to keep the suite fast, long enough for a loaded 2-core box.
+SHORT = 0.3
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> TransportName:
+    """The transport under test: httpx's own, then aiohttp's."""
+    name: TransportName = request.param
+    return name
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[LoopbackGateway]:
+    """A loopback gateway answering ``0000`` until told otherwise."""
+    async with loopback_gateway() as server:
+        yield server
+
+
+def raw_client(transport: TransportName, **options: object) -> httpx.AsyncClient:
+    """A plain httpx client on *transport*, as the SDK builds it."""
+    options.setdefault("timeout", httpx.Timeout(5.0))
+    options.setdefault("max_connections", 10)
+    return make_http_client(transport=transport, **options)  # type: ignore[arg-type]  # test-only kwargs
+
+
+def sdk(base_url: str, transport: TransportName, **options: object) -> VexoraClient:
+    """A VexoraClient on *transport*."""
+    return VexoraClient(
+        MERCHANT_NO,
+        SECRET,
+        base_url,
+        transport=transport,
+        **options,  # type: ignore[arg-type]  # test-only kwargs
+    )
+
+
+# -- success ----------------------------------------------------------------
+
+
+async def test_payout_round_trip(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """A payout goes out signed with the merchant header and comes back typed."""
+    async with sdk(gateway.base_url, transport) as client:
+        result = await client.create_payout(make_payout(trade_no="VXRT0001"))
+        balance = await client.get_balance()
+    assert result.trade_no == "VXRT0001"
+    assert result.status.is_processing
+    assert balance.available_amount == 1000
+    body, headers = gateway.requests[0], gateway.headers[0]
+    assert body["sign"] == sign(body, SECRET)
+    assert body["bankNumber"] == "3560123456789012"
+    assert headers["merchantno"] == MERCHANT_NO
+    assert headers["user-agent"].startswith("vexora-async/")
+    assert headers["content-type"] == "application/json"
+
+
+async def test_client_is_httpx_on_both(transport: TransportName) -> None:
+    """Whatever the transport, the SDK's client is an httpx.AsyncClient."""
+    async with sdk("http://127.0.0.1:9/myanmar", transport) as client:
+        assert isinstance(client.http_client, httpx.AsyncClient)
+
+
+async def test_many_concurrent_payouts_share_few_connections(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """200 concurrent payouts all succeed over at most max_connections sockets."""
+    async with sdk(gateway.base_url, transport, max_connections=4) as client:
+        results = await asyncio.gather(
+            *(
+                client.create_payout(make_payout(trade_no=f"VXMANY{i:04d}"))
+                for i in range(200)
+            )
+        )
+    assert [r.trade_no for r in results] == [f"VXMANY{i:04d}" for i in range(200)]
+    assert gateway.max_open_connections <= 4
+
+
+async def test_gzip_answer_is_decoded_once(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """A gzip-encoded answer reads as the envelope, not as compressed bytes."""
+    gateway.mode = "gzip"
+    async with raw_client(transport) as http:
+        response = await http.post(gateway.base_url, content=b"{}")
+    assert response.json()["code"] == "0000"
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.http_version == "HTTP/1.1"
+    assert response.reason_phrase == "OK"
+
+
+# -- failures: what httpx raises ---------------------------------------------
+
+
+async def test_refused_port_is_connect_error(transport: TransportName) -> None:
+    """A refused connection raises httpx.ConnectError: provably not sent."""
+    async with raw_client(transport) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(f"http://127.0.0.1:{refused_port()}/", content=b"{}")
+
+
+async def test_silence_is_read_timeout(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """A server that never answers raises httpx.ReadTimeout."""
+    gateway.mode = "hang"
+    async with raw_client(transport, timeout=httpx.Timeout(SHORT)) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(gateway.base_url, content=b"{}")
+
+
+@pytest.mark.parametrize("mode", ["close_before", "close_mid"])
+async def test_closed_connection_is_protocol_error(
+    gateway: LoopbackGateway, transport: TransportName, mode: str
+) -> None:
+    """A connection closed before or during the answer: RemoteProtocolError."""
+    gateway.mode = mode  # type: ignore[assignment]  # parametrized literal
+    async with raw_client(transport) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(gateway.base_url, content=b"{}")
+
+
+async def test_pool_wait_times_out_as_not_sent(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """Waiting too long for a pooled connection is a not-sent timeout."""
+    gateway.mode = "hang"
+    timeout = httpx.Timeout(5.0, pool=SHORT)
+    async with raw_client(transport, timeout=timeout, max_connections=1) as http:
+        holder = asyncio.create_task(http.post(gateway.base_url, content=b"{}"))
+        await gateway.until(lambda: bool(gateway.requests))
+        with pytest.raises((httpx.PoolTimeout, httpx.ConnectTimeout)):
+            await http.post(gateway.base_url, content=b"{}")
+        holder.cancel()
+    assert len(gateway.requests) == 1
+
+
+# -- failures: what the SDK makes of them ------------------------------------
+
+
+async def test_sdk_refused_means_nothing_sent(transport: TransportName) -> None:
+    """A payout to a refused port raises ConnectError (sent is False)."""
+    base_url = f"http://127.0.0.1:{refused_port()}/myanmar"
+    async with sdk(base_url, transport, max_retries=0) as client:
+        with pytest.raises(ConnectError) as info:
+            await client.create_payout(make_payout())
+    assert info.value.sent is False
+
+
+async def test_sdk_read_timeout_on_query(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """A balance query that gets no answer raises RequestTimeout."""
+    gateway.mode = "hang"
+    async with sdk(gateway.base_url, transport, timeout=SHORT, max_retries=0) as client:
+        with pytest.raises(RequestTimeout) as info:
+            await client.get_balance()
+    assert info.value.sent is True
+
+
+@pytest.mark.parametrize("mode", ["hang", "close_before", "close_mid"])
+async def test_sdk_payout_after_sending_is_unknown(
+    gateway: LoopbackGateway, transport: TransportName, mode: str
+) -> None:
+    """A payout lost after sending is an unknown outcome, never "not sent"."""
+    gateway.mode = mode  # type: ignore[assignment]  # parametrized literal
+    policy = RetryPolicy(max_retries=0, deadline=1.0, reconcile=False)
+    async with sdk(gateway.base_url, transport, timeout=SHORT, retry=policy) as client:
+        with pytest.raises(PayoutOutcomeUnknown) as info:
+            await client.create_payout(make_payout(trade_no="VXLOST01"))
+    assert info.value.trade_no == "VXLOST01"
+    assert len(gateway.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["close_before", "close_mid"])
+async def test_sdk_query_on_closed_connection(
+    gateway: LoopbackGateway, transport: TransportName, mode: str
+) -> None:
+    """A query whose connection drops raises a TransportError that was sent."""
+    gateway.mode = mode  # type: ignore[assignment]  # parametrized literal
+    async with sdk(gateway.base_url, transport, max_retries=0) as client:
+        with pytest.raises(TransportError) as info:
+            await client.get_payout("VXQUERY1")
+    assert not isinstance(info.value, ConnectError)
+    assert info.value.sent is True
+
+
+async def test_cancelled_calls_leak_no_connection(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """Cancelling calls in flight frees their connections for the next ones."""
+    gateway.mode = "hang"
+    async with sdk(gateway.base_url, transport, max_connections=2) as client:
+        stuck = [
+            asyncio.create_task(client.get_payout(f"VXSTUCK{i}")) for i in range(6)
+        ]
+        await gateway.until(lambda: len(gateway.requests) >= 2)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        # A cancelled exchange's connection is closed, not kept half-used.
+        await asyncio.wait_for(
+            gateway.until(lambda: gateway.open_connections == 0), timeout=10
+        )
+        gateway.mode = "ok"
+        gateway.max_open_connections = 0
+        # Were a cancelled call's connection or limiter slot leaked, these
+        # would wait for the pool and time out.
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(client.get_payout(f"VXNEXT{i}", timeout=2.0) for i in range(10))
+            ),
+            timeout=10,
+        )
+    assert [r.trade_no for r in results] == [f"VXNEXT{i}" for i in range(10)]
+    assert gateway.max_open_connections <= 2
+
+
+# -- choosing the transport --------------------------------------------------
+
+
+async def test_aclose_closes_the_aiohttp_session(gateway: LoopbackGateway) -> None:
+    """Closing the client closes aiohttp's session and its sockets."""
+    client = sdk(gateway.base_url, "aiohttp")
+    await client.get_balance()
+    transport = client.http_client._transport
+    assert isinstance(transport, AiohttpTransport)
+    session = transport._session
+    assert session is not None
+    await client.aclose()
+    assert session.closed
+    await asyncio.wait_for(
+        gateway.until(lambda: gateway.open_connections == 0), timeout=10
+    )
+
+
+def test_unknown_transport_is_refused() -> None:
+    """A transport name other than httpx or aiohttp is refused by name."""
+    with pytest.raises(InvalidRequestError) as info:
+        sdk("http://127.0.0.1:9/x", "urllib3")  # type: ignore[arg-type]  # the point
+    assert info.value.field == "transport"
+
+
+async def test_transport_with_injected_client_is_refused() -> None:
+    """transport='aiohttp' cannot silently ignore an injected http_client."""
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(InvalidRequestError) as info:
+            sdk("http://127.0.0.1:9/x", "aiohttp", http_client=http)
+    assert info.value.field == "transport"
+
+
+def test_missing_aiohttp_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without aiohttp installed, the error names the extra to install."""
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    with pytest.raises(InvalidRequestError) as info:
+        sdk("http://127.0.0.1:9/x", "aiohttp")
+    assert info.value.field == "transport"
+    assert "vexora-async[aiohttp]" in str(info.value)
