@@ -28,6 +28,7 @@ from vexora_async import (
     VexoraClient,
 )
 from vexora_async._idempotency import fingerprint
+from vexora_async._pool import ShardedTransport
 
 from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
 from gateway_model import Fault, ModelGateway
@@ -264,8 +265,10 @@ async def test_cancellation_releases_the_connection() -> None:
             await task
         # The client hung up: the cancelled request's connection is closed.
         await asyncio.wait_for(hung_up.wait(), 5)
-        pool = client.http_client._transport._pool  # type: ignore[attr-defined]
+        pool = client.http_client._transport
+        assert isinstance(pool, ShardedTransport)
         assert all(c.is_closed() or c.is_idle() for c in pool.connections)
+        assert pool.free_connections == 100
         assert client._limiter._value == 100  # every permit is back
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import httpx
 
+from ._pool import ShardedTransport
 from ._version import __version__
 from .exceptions import InvalidRequestError
 
@@ -58,20 +59,27 @@ def make_http_client(
     :class:`~vexora_async._aiohttp_transport.AiohttpTransport` (the aiohttp
     extra); the client is an ``httpx.AsyncClient`` either way.
     """
-    mounted: httpx.AsyncBaseTransport | None = None
+    limits = default_limits(max_connections)
+    mounted: httpx.AsyncBaseTransport
     if transport == "aiohttp":
         # Imported here: aiohttp is optional and slow to import.
         from ._aiohttp_transport import AiohttpTransport  # noqa: PLC0415
 
-        limits = default_limits(max_connections)
         mounted = AiohttpTransport(
             max_connections=max_connections,
             keepalive_expiry=limits.keepalive_expiry or 30.0,
             trust_env=True,
         )
+    else:
+        # httpx's own transport, split into small pools: see _pool.
+        mounted = ShardedTransport(
+            max_connections=max_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
     return httpx.AsyncClient(
         timeout=timeout,
-        limits=default_limits(max_connections),
+        # Used by httpx for the proxy transports it mounts from the env.
+        limits=limits,
         headers={"User-Agent": USER_AGENT},
         transport=mounted,
         # The gateway never redirects; following one could replay a payout
@@ -80,5 +88,5 @@ def make_http_client(
         # Proxies from the environment stay honoured, as httpx does; with
         # aiohttp it is aiohttp that reads them (httpx would otherwise mount
         # its own transport for proxied URLs, bypassing ours).
-        trust_env=mounted is None,
+        trust_env=transport == "httpx",
     )

@@ -1,0 +1,201 @@
+"""The SDK's own CPU per call, without I/O, in microseconds.
+
+Run as ``python tests/bench/bench_cpu.py [CPU]``; prints one JSON object.
+Each step of a payout's path is timed alone (the best of several rounds of
+many calls, so that a noisy neighbour inflates nothing), then the whole
+``create_payout`` and a raw ``httpx.AsyncClient.post`` over the same
+in-memory transport: their difference is what the SDK adds to httpx.
+It also times the JSON codecs on the SDK's own bodies (stdlib ``json``
+against ``orjson``, when installed), to tell whether a fast codec would pay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from vexora_async import BankCode, PayoutRequest, PayoutResult, VexoraClient, sign
+from vexora_async._converter import WireCodec
+from vexora_async._idempotency import fingerprint
+
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+
+SECRET = "app-secret-0001"
+BASE_URL = "http://127.0.0.1:9/myanmar"
+NOTIFY_URL = "http://127.0.0.1:8091/vexora/notify"
+ROUNDS = 7
+
+
+def _fields(trade_no: str) -> dict[str, Any]:
+    return {
+        "trade_no": trade_no,
+        "amount": 100,
+        "bank_code": BankCode.KBZPAY,
+        "bank_number": "3560123456789012",
+        "name": "Ko Min Thu",
+        "notify_url": NOTIFY_URL,
+    }
+
+
+def _answer(trade_no: str) -> bytes:
+    return json.dumps(
+        {
+            "msg": "success",
+            "code": "0000",
+            "timestamp": 1719876543210,
+            "success": True,
+            "data": {
+                "tradeNo": trade_no,
+                "platFormTradeNo": "vx8f3k29d0qplm7x2",
+                "status": "0015",
+                "message": "Processing",
+            },
+        }
+    ).encode()
+
+
+def best_us(step: Callable[[], object], calls: int) -> float:
+    """Microseconds per call of *step*: the best of ROUNDS rounds."""
+    best = float("inf")
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(calls):
+            step()
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best * 1e6
+
+
+async def best_us_async(step: Callable[[], Awaitable[object]], calls: int) -> float:
+    """Microseconds per call of the coroutine *step*: the best of ROUNDS."""
+    best = float("inf")
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(calls):
+            await step()
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best * 1e6
+
+
+def sync_steps(calls: int) -> dict[str, float]:
+    """Time validate, encode, fingerprint, sign, decode one by one."""
+    codec = WireCodec.create()
+    fields = _fields("VX20260331004567")
+    request = PayoutRequest(**fields)
+    params = codec.encode(request)
+    answer = _answer("VX20260331004567")
+
+    def stamp_and_sign() -> bytes:
+        body = dict(params)
+        body["timestamp"] = "1719876543210"
+        body["sign"] = sign(body, SECRET)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def decode() -> object:
+        envelope = codec.decode_envelope(answer)
+        return codec.decode_data(envelope, PayoutResult)
+
+    steps = {
+        "validate (build PayoutRequest)": lambda: PayoutRequest(**fields),
+        "encode (record to wire fields)": lambda: codec.encode(request),
+        "fingerprint (idempotency key)": lambda: fingerprint(params),
+        "sign (timestamp, MD5 sign, JSON body)": stamp_and_sign,
+        "decode (envelope and result record)": decode,
+    }
+    return {name: best_us(step, calls) for name, step in steps.items()}
+
+
+def codec_steps(calls: int) -> dict[str, float]:
+    """Time stdlib json against orjson on the SDK's request and answer."""
+    body = json.loads(
+        b'{"amount":"100","bankCode":"KBZPAY","bankNumber":"3560123456789012",'
+        b'"name":"Ko Min Thu","notifyUrl":"http://127.0.0.1:8091/vexora/notify",'
+        b'"tradeNo":"VX20260331004567","timestamp":"1719876543210",'
+        b'"sign":"49b0add97f2b4b6e51ee264e145e3d13"}'
+    )
+    answer = _answer("VX20260331004567")
+    from decimal import Decimal  # noqa: PLC0415 - only here
+
+    timings = {
+        "json.dumps (request)": best_us(
+            lambda: json.dumps(
+                body, ensure_ascii=False, separators=(",", ":")
+            ).encode(),
+            calls,
+        ),
+        "json.loads (answer, Decimal floats)": best_us(
+            lambda: json.loads(answer, parse_float=Decimal), calls
+        ),
+    }
+    try:
+        import orjson  # noqa: PLC0415 - optional
+    except ImportError:
+        return timings
+    timings["orjson.dumps (request)"] = best_us(lambda: orjson.dumps(body), calls)
+    timings["orjson.loads (answer)"] = best_us(lambda: orjson.loads(answer), calls)
+    return timings
+
+
+async def whole_calls(calls: int) -> dict[str, float]:
+    """Time a whole create_payout and a raw post over an in-memory transport."""
+    answers: dict[str, bytes] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        trade_no = json.loads(request.content).get("tradeNo", "VX1")
+        content = answers.get(trade_no) or _answer(trade_no)
+        return httpx.Response(200, content=content)
+
+    transport = httpx.MockTransport(handler)
+    counter = iter(range(10**12))
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        VexoraClient("1000000001", SECRET, BASE_URL, http_client=http) as client,
+    ):
+
+        async def sdk_call() -> object:
+            request = PayoutRequest(**_fields(f"VXCPU{next(counter):012d}"))
+            return await client.create_payout(request)
+
+        body = b'{"tradeNo":"VX1"}'
+
+        async def raw_call() -> object:
+            response = await http.post(BASE_URL, content=body)
+            return response.content
+
+        return {
+            "whole create_payout (validate to result)": await best_us_async(
+                sdk_call, calls
+            ),
+            "raw httpx post, same in-memory transport": await best_us_async(
+                raw_call, calls
+            ),
+        }
+
+
+def main() -> None:
+    """Print the timings as one JSON object."""
+    if len(sys.argv) > 1 and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):  # not allowed here: run unpinned
+            os.sched_setaffinity(0, {int(sys.argv[1])})
+    calls = 2000
+    steps = sync_steps(calls)
+    whole = asyncio.run(whole_calls(calls // 4))
+    result = {
+        "steps_us": steps,
+        "sdk_cpu_us": sum(steps.values()),
+        "whole_us": whole,
+        "codecs_us": codec_steps(calls),
+    }
+    print(json.dumps(result))  # noqa: T201 - the runner reads this line
+
+
+if __name__ == "__main__":
+    main()
