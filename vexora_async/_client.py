@@ -245,12 +245,17 @@ class VexoraClient:
             transport=transport,
         )
         self._limiter = asyncio.Semaphore(max_connections)
-        self._headers = {
+        self._headers: dict[str, str] | None = {
             "Content-Type": "application/json",
             "merchantNo": self._merchant_no,
             "User-Agent": USER_AGENT,
         }
-        self._urls = {op: self._base_url + op.path for op in Operation}
+        if self._owns_http:
+            # On our own client they are set once, not merged per request.
+            self._http.headers.update(self._headers)
+            self._headers = None
+        # Parsed once: httpx parses a str URL on every request.
+        self._urls = {op: httpx.URL(self._base_url + op.path) for op in Operation}
         self._closed = False
         self._idempotency = IdempotencyMiddleware(
             self.ledger,
@@ -527,7 +532,8 @@ class VexoraClient:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
         base = call.timeout or self._timeout or self._http.timeout
         remaining = call.remaining(asyncio.get_running_loop().time())
-        if remaining is None:
+        if remaining is None or remaining >= _longest(base):
+            # Nothing to cut (the usual case): no new Timeout per attempt.
             return base
         if remaining <= 0:
             # Checked after queueing for a connection, before any byte is sent.
@@ -670,6 +676,15 @@ class VexoraClient:
                 code,
                 elapsed_ms,
             )
+
+
+def _longest(timeout: httpx.Timeout) -> float:
+    longest = 0.0
+    for limit in (timeout.connect, timeout.read, timeout.write, timeout.pool):
+        if limit is None:
+            return float("inf")
+        longest = max(longest, limit)
+    return longest
 
 
 def _cut(limit: float | None, remaining: float) -> float:

@@ -157,7 +157,12 @@ def _result_hook(
     structure = make_dict_structure_fn(cls, conv, **overrides)
 
     def hook(data: Mapping[str, Any], _: object) -> T:
-        return attrs.evolve(structure(data, cls), raw=data)  # type: ignore[misc]
+        result = structure(data, cls)
+        # The record was built just now and no one else holds it: set raw in
+        # place, as attrs' own __init__ does, instead of building it twice
+        # with attrs.evolve.
+        object.__setattr__(result, _RAW, data)
+        return result
 
     return hook
 

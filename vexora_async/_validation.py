@@ -8,8 +8,8 @@ is a different account.
 
 from __future__ import annotations
 
+import functools
 import re
-import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,6 +29,12 @@ MIN_PAYOUT_AMOUNT = 100
 # (it documents none); see "Gateway assumptions".
 _TRADE_NO = re.compile(r"[!-~]{1,64}")
 _MAX_TEXT = 256
+# Unicode category Cc is exactly these 65 code points (fixed by Unicode's
+# stability policy); one regex search is ~10x faster than a per-character
+# unicodedata.category() loop, and every payout checks three texts.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# \s in a str pattern is str.isspace(), character for character.
+_WHITESPACE = re.compile(r"\s")
 
 
 def to_amount(value: object, *, field: str = "amount", minimum: int = 1) -> Decimal:
@@ -37,6 +43,12 @@ def to_amount(value: object, *, field: str = "amount", minimum: int = 1) -> Deci
     Floats are refused because ``0.1 + 0.2`` is not money; pass an ``int``
     or a ``Decimal``.
     """
+    if type(value) is int:
+        # The common case, cheaply: an int is integral and finite, and its
+        # Decimal already has exponent 0 (what quantize would give).
+        if value < minimum:
+            raise InvalidRequestError(field, f"must be at least {minimum}")
+        return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise InvalidRequestError(
             field,
@@ -68,7 +80,7 @@ def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str
         )
     if len(value) > max_length:
         raise InvalidRequestError(field, f"is longer than {max_length} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _CONTROL.search(value):
         raise InvalidRequestError(field, "contains control characters")
     return value
 
@@ -76,7 +88,7 @@ def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str
 def check_account(field: str, value: object) -> str:
     """Check an account or wallet number: text with no whitespace at all."""
     text = check_text(field, value, max_length=64)
-    if any(ch.isspace() for ch in text):
+    if _WHITESPACE.search(text):
         raise InvalidRequestError(field, "contains whitespace")
     return text
 
@@ -96,16 +108,25 @@ def check_trade_no(field: str, value: object) -> str:
 def check_url(field: str, value: object) -> str:
     """Check an absolute http(s) URL with a host."""
     text = check_text(field, value, max_length=1024)
+    problem = _url_problem(text)
+    if problem is not None:
+        raise InvalidRequestError(field, problem)
+    return text
+
+
+# A batch sends the same notifyUrl with every payout: parse it once.
+@functools.lru_cache(maxsize=64)
+def _url_problem(text: str) -> str | None:
     try:
         parts = urlsplit(text)
         host = parts.hostname
     except ValueError as exc:
-        raise InvalidRequestError(field, f"is not a valid URL ({exc})") from None
+        return f"is not a valid URL ({exc})"
     if parts.scheme not in {"http", "https"} or not host:
-        raise InvalidRequestError(field, "must be an absolute http(s) URL")
-    if any(ch.isspace() for ch in text):
-        raise InvalidRequestError(field, "contains whitespace")
-    return text
+        return "must be an absolute http(s) URL"
+    if _WHITESPACE.search(text):
+        return "contains whitespace"
+    return None
 
 
 def check_optional_text(field: str, value: object) -> str | None:
