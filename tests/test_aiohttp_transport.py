@@ -294,3 +294,26 @@ def test_missing_aiohttp_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> No
         sdk("http://127.0.0.1:9/x", "aiohttp")
     assert info.value.field == "transport"
     assert "vexora-async[aiohttp]" in str(info.value)
+
+
+async def test_environment_proxy_is_honoured(
+    gateway: LoopbackGateway,
+    transport: TransportName,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY from the environment is used, and NO_PROXY bypasses it."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{refused_port()}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
+    async with raw_client(transport) as http:
+        # The (refused) proxy is dialled instead of the gateway.
+        with pytest.raises(httpx.ConnectError):
+            await http.post(gateway.base_url, content=b"{}")
+    assert gateway.requests == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    async with raw_client(transport) as http:
+        response = await http.post(gateway.base_url, content=b"{}")
+    assert response.status_code == 200

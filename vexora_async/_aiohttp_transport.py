@@ -19,6 +19,7 @@ keep-alive connection, never a POST.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -86,8 +87,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one ``aiohttp.ClientSession``.
 
     *max_connections* caps the connections (aiohttp's ``limit``); idle ones
-    are kept for *keepalive_expiry* seconds. *trust_env* lets aiohttp read
-    proxy settings from the environment, as httpx does by default. TLS
+    are kept for *keepalive_expiry* seconds. *trust_env* honours the proxy
+    settings of the environment (``HTTPS_PROXY``, ``NO_PROXY``...), looked
+    up once per origin, as httpx does by default. TLS
     verification uses the same trust store as httpx
     (:func:`httpx.create_ssl_context`). Responses are read in full and
     handed to httpx undecoded, so httpx applies ``Content-Encoding`` exactly
@@ -122,6 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = httpx.create_ssl_context(trust_env=trust_env)
         self._error_map = _error_map(self._aiohttp)
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str, int | None], tuple[Any, Any]] = {}
         self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
@@ -138,7 +141,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ),
             # httpx decodes Content-Encoding itself; decoding twice would fail.
             auto_decompress=False,
-            trust_env=self._trust_env,
+            # aiohttp's trust_env re-reads the proxy variables and ~/.netrc
+            # (in a thread) on every request; we look proxies up once per
+            # origin instead (see _proxy), and httpx applies no netrc either.
+            trust_env=False,
             # httpx sends its own User-Agent, Accept and Accept-Encoding.
             skip_auto_headers=("User-Agent",),
             # Cookies are httpx's business (the gateway sets none).
@@ -158,6 +164,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_read=_seconds(timeouts, "read"),
         )
         body = await request.aread()
+        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with session.request(
                 request.method,
@@ -167,6 +174,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 content = await response.read()
                 headers = list(response.raw_headers)
@@ -192,6 +201,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "reason_phrase": reason.encode("ascii", "replace"),
             },
         )
+
+    def _proxy(self, url: httpx.URL) -> tuple[Any, Any]:
+        """Return the environment's proxy and its auth for *url*'s origin."""
+        origin = (url.scheme, url.host, url.port)
+        found = self._proxies.get(origin)
+        if found is None:
+            found = (None, None)
+            if self._trust_env:
+                target = self._yarl.URL.build(
+                    scheme=url.scheme, host=url.host, port=url.port
+                )
+                with contextlib.suppress(LookupError):
+                    found = self._aiohttp.helpers.get_env_proxy_for_url(target)
+            self._proxies[origin] = found
+        return found
 
     def _map_error(self, exc: BaseException, request: httpx.Request) -> Exception:
         """Return the httpx exception that classifies *exc* the same way."""

@@ -6,6 +6,7 @@ import platform
 from typing import Literal
 
 import httpx
+from httpx._utils import get_environment_proxies  # no public equivalent
 
 from ._pool import ShardedTransport
 from ._version import __version__
@@ -78,15 +79,30 @@ def make_http_client(
         )
     return httpx.AsyncClient(
         timeout=timeout,
-        # Used by httpx for the proxy transports it mounts from the env.
         limits=limits,
         headers={"User-Agent": USER_AGENT},
         transport=mounted,
+        mounts=_environment_proxies(limits) if transport == "httpx" else None,
         # The gateway never redirects; following one could replay a payout
         # to another host.
         follow_redirects=False,
-        # Proxies from the environment stay honoured, as httpx does; with
-        # aiohttp it is aiohttp that reads them (httpx would otherwise mount
-        # its own transport for proxied URLs, bypassing ours).
-        trust_env=transport == "httpx",
+        # SSL_CERT_FILE and the like, as httpx does; proxies: see above.
+        trust_env=True,
     )
+
+
+def _environment_proxies(
+    limits: httpx.Limits,
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """Mount the environment's proxies (HTTPS_PROXY, NO_PROXY...) as httpx does.
+
+    httpx reads them only when it makes its own transport, not when given
+    one (ours): so the SDK mounts them itself, with httpx's own reading of
+    the variables. A ``None`` mount sends those URLs through ours.
+    """
+    return {
+        pattern: None
+        if url is None
+        else httpx.AsyncHTTPTransport(proxy=url, limits=limits, trust_env=True)
+        for pattern, url in get_environment_proxies().items()
+    }

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -84,13 +85,25 @@ async def run(
     concurrency: int,
     n: int,
     repeats: int,
-) -> tuple[list[float], list[float]]:
-    """Return requests per second and client CPU µs per request, per repeat."""
+) -> tuple[list[float], list[float], dict[str, int]]:
+    """Return successful requests per second and CPU µs per request.
+
+    One of each per repeat, and the failures of the measured repeats by kind.
+    """
     counter = iter(range(10**12))
+
+    errors: Counter[str] = Counter()
+
+    async def one() -> None:
+        try:
+            await send(next(counter))
+        # A failed call is counted (by kind) and not in the throughput.
+        except Exception as exc:  # noqa: BLE001
+            errors[type(exc).__name__] += 1
 
     async def worker(share: int) -> None:
         for _ in range(share):
-            await send(next(counter))
+            await one()
 
     cpu_us: list[float] = []
 
@@ -98,12 +111,13 @@ async def run(
         shares = [total // concurrency] * concurrency
         for i in range(total % concurrency):
             shares[i] += 1
+        failed = errors.total()
         cpu = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker(share) for share in shares))
         elapsed = time.perf_counter() - started
         cpu_us.append((time.process_time() - cpu) / total * 1e6)
-        return total / elapsed
+        return (total - (errors.total() - failed)) / elapsed
 
     # Warm up: connections open, code paths hot, for about half a second.
     warm = min(n, max(concurrency, 200))
@@ -112,15 +126,16 @@ async def run(
         await batch(warm)
     rates = []
     cpu_us.clear()
+    errors.clear()
     for _ in range(repeats):
         gc.collect()
         rates.append(await batch(n))
-    return rates, cpu_us
+    return rates, cpu_us, dict(errors)
 
 
 async def measure(
     client: str, concurrency: int, n: int, repeats: int, base_url: str
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], dict[str, int]]:
     """Measure *client*; see the module docstring."""
     url = base_url + PATH
     if client in {"sdk", "sdk-aiohttp"}:
@@ -158,7 +173,7 @@ def main() -> None:
     if len(sys.argv) > 6 and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):  # not allowed here: run unpinned
             os.sched_setaffinity(0, {int(sys.argv[6])})
-    rates, cpu_us = asyncio.run(
+    rates, cpu_us, errors = asyncio.run(
         measure(client, int(concurrency), int(n), int(repeats), base_url)
     )
     print(  # noqa: T201 - the runner reads this line
@@ -169,6 +184,7 @@ def main() -> None:
                 "n": int(n),
                 "rates": rates,
                 "cpu_us": cpu_us,
+                "errors": errors,
             }
         )
     )
