@@ -52,3 +52,24 @@ def docs(session: nox.Session) -> None:
         "docs",
         os.path.join("docs", "_build", "html"),  # noqa: PTH118 - nox passes strings
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite; write docs/performance/ (never part of tests).
+
+    Takes about 8 minutes on a 2-core machine; ``nox -s bench -- --quick``
+    is a short smoke run. When ``wrk`` is on the PATH (Debian: ``apt-get
+    install wrk``) the server's capacity is measured with it, else with a
+    raw asyncio load generator.
+    """
+    session.install(
+        "-e",
+        ".[aiohttp]",
+        "uvicorn>=0.30",
+        "uvloop",
+        "httptools",
+        "matplotlib",
+        "orjson",
+    )
+    session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings
