@@ -19,7 +19,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
-exclude_patterns = ["_build", "performance/*.md.in"]
+# performance/ holds the benchmark's output, shown by performance.md.
+exclude_patterns = ["_build", "performance/*.md.in", "performance/**"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

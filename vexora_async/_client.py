@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from . import _json
 from ._converter import AmountFormat, WireCodec
 from ._idempotency import IdempotencyMiddleware
 from ._ledger import Ledger, MemoryLedger
@@ -510,7 +510,7 @@ class VexoraClient:
         fields: dict[str, str] = dict(call.params)
         fields["timestamp"] = str(self._clock())
         fields["sign"] = sign(fields, self._secret.value)
-        body = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        body = _json.dumps(fields)
         started = time.perf_counter()
         async with self._limiter:
             timeout = self._attempt_timeout(call)

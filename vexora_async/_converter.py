@@ -9,7 +9,6 @@ wraps it with the envelope decoding and the amount format.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -18,6 +17,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from . import _json
 from ._models import (
     Balance,
     BankCode,
@@ -169,7 +169,7 @@ def _result_hook(
 
 def _decode_json(body: bytes) -> object:
     try:
-        return json.loads(body, parse_float=Decimal)
+        return _json.loads(body)
     # ValueError covers bad JSON, bad UTF-8 and oversized ints; deep nesting
     # raises RecursionError.
     except (ValueError, RecursionError) as exc:

@@ -1,0 +1,60 @@
+"""The wire's JSON: orjson and the standard library agree exactly."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from vexora_async import _json
+
+
+# Lone surrogates cannot be UTF-8; the signer refuses them before this.
+TEXT = st.text(st.characters(exclude_categories=["Cs"]))
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with orjson, then with the standard library alone."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(_json, "orjson", None)
+    else:
+        assert _json.orjson is not None
+    name: str = request.param
+    return name
+
+
+@given(st.dictionaries(TEXT, TEXT))
+def test_body_bytes_are_the_stdlib_bytes(fields: dict[str, str]) -> None:
+    """A request body is byte for byte what json.dumps gives (orjson or not)."""
+    expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert _json.dumps(fields) == expected.encode()
+    assert _json.orjson is not None
+    assert _json.orjson.dumps(fields) == expected.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount":3.0000,"n":[1.5,{"x":0.1}]}',
+        b'{"big":123456789012345678901234567890}',
+        b'{"v":NaN}',
+        b'{"code":"0000","data":{"tradeNo":"VX1","amount":"300.00"}}',
+        b'{"msg":"\\u00e9\\ud83d\\ude00","x":null,"t":true}',
+    ],
+)
+def test_answers_read_as_the_stdlib_reads_them(codec: str, body: bytes) -> None:
+    """Fractions are Decimal, big ints exact, NaN accepted, with either codec."""
+    expected = json.loads(body, parse_float=Decimal)
+    got = _json.loads(body)
+    assert got == expected
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b'{"a":1}x', b""])
+def test_bad_answers_raise_value_error(codec: str, body: bytes) -> None:
+    """Broken JSON or UTF-8 raises ValueError, as json.loads does."""
+    with pytest.raises(ValueError):  # noqa: PT011 - the contract is ValueError
+        _json.loads(body)
