@@ -26,15 +26,23 @@ async def gateway() -> AsyncIterator[LoopbackGateway]:
 
 
 @pytest.mark.parametrize(
-    ("max_connections", "sizes"),
-    [(1, [1]), (8, [8]), (9, [5, 4]), (20, [7, 7, 6]), (100, [8] * 9 + [7] * 4)],
+    ("max_connections", "shard_size", "sizes"),
+    [(1, 8, [1]), (8, 8, [8]), (9, 8, [5, 4]), (20, 8, [7, 7, 6]), (3, 1, [1, 1, 1])],
 )
-def test_shards_add_up_to_the_limit(max_connections: int, sizes: list[int]) -> None:
-    """The shards hold max_connections in all, none more than SHARD_SIZE."""
-    transport = ShardedTransport(max_connections=max_connections)
-    assert transport._free == sizes
-    assert max(sizes) <= SHARD_SIZE
+def test_shards_add_up_to_the_limit(
+    max_connections: int, shard_size: int, sizes: list[int]
+) -> None:
+    """The shards hold max_connections in all, none more than the shard size."""
+    transport = ShardedTransport(max_connections=max_connections, shard_size=shard_size)
+    assert transport._sizes == sizes
     assert transport.free_connections == max_connections
+
+
+def test_default_shards_hold_one_connection() -> None:
+    """By default every shard is one connection (httpcore's walk is free)."""
+    transport = ShardedTransport(max_connections=100)
+    assert transport._sizes == [SHARD_SIZE] * 100
+    assert SHARD_SIZE == 1
 
 
 async def test_default_client_uses_the_sharded_pool() -> None:
@@ -78,7 +86,7 @@ async def test_streamed_response_holds_its_slot_until_closed(
     gateway: LoopbackGateway,
 ) -> None:
     """A slot is taken while a response is open, and freed when it closes."""
-    transport = ShardedTransport(max_connections=3)
+    transport = ShardedTransport(max_connections=3, shard_size=2)
     async with httpx.AsyncClient(transport=transport) as http:
         request = http.build_request("POST", gateway.base_url, content=b"{}")
         response = await http.send(request, stream=True)
@@ -87,3 +95,17 @@ async def test_streamed_response_holds_its_slot_until_closed(
         await response.aclose()
         await response.aclose()  # closing twice frees once
         assert transport.free_connections == 3
+
+
+async def test_requests_beyond_the_limit_queue_in_httpx(
+    gateway: LoopbackGateway,
+) -> None:
+    """Used around the SDK's limiter, extra requests wait for a connection."""
+    transport = ShardedTransport(max_connections=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        responses = await asyncio.gather(
+            *(http.post(gateway.base_url, content=b"{}") for _ in range(10))
+        )
+        assert transport.free_connections == 2
+    assert [r.status_code for r in responses] == [200] * 10
+    assert gateway.max_open_connections <= 2

@@ -20,7 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from vexora_async import BankCode, PayoutRequest, PayoutResult, VexoraClient, sign
+from vexora_async import (
+    BankCode,
+    PayoutRequest,
+    PayoutResult,
+    VexoraClient,
+    _json,
+    sign,
+)
 from vexora_async._converter import WireCodec
 from vexora_async._idempotency import fingerprint
 
@@ -97,7 +104,7 @@ def sync_steps(calls: int) -> dict[str, float]:
         body = dict(params)
         body["timestamp"] = "1719876543210"
         body["sign"] = sign(body, SECRET)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return _json.dumps(body)
 
     def decode() -> object:
         envelope = codec.decode_envelope(answer)
@@ -194,6 +201,7 @@ def main() -> None:
     steps = sync_steps(calls)
     whole = asyncio.run(whole_calls(calls // 4))
     result = {
+        "json_codec": "orjson" if _json.orjson is not None else "stdlib json",
         "steps_us": steps,
         "sdk_cpu_us": sum(steps.values()),
         "whole_us": whole,

@@ -9,6 +9,9 @@ what the batch itself added.
     *N* payouts from a generator, through ``client.create_payouts`` when the
     client has it, else through a fixed pool of workers (the same shape:
     no task per request made up front).
+``ledger``
+    *N* accepted payouts settled in a default ``MemoryLedger``, without
+    I/O: what the batch's ledger alone holds.
 ``gather``
     *N* ``create_payout`` calls in one ``asyncio.gather``, the way users
     write it; counts the calls that failed, and those that failed on a
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from bench_throughput import MERCHANT_NO, SECRET, payout
-from vexora_async import VexoraClient
+from vexora_async import EntryState, LedgerEntry, MemoryLedger, VexoraClient
 
 
 if TYPE_CHECKING:
@@ -104,8 +107,41 @@ async def gather(client: VexoraClient, n: int, start: int) -> dict[str, Any]:
     }
 
 
+async def ledger(n: int) -> dict[str, Any]:
+    """Settle *n* accepted payouts in a default MemoryLedger, no I/O."""
+    store = MemoryLedger()
+    data = {
+        "tradeNo": "",
+        "platFormTradeNo": "vx8f3k29d0qplm7x2",
+        "status": "0015",
+        "message": "Processing",
+    }
+    baseline = rss_mb()
+    for i in range(n):
+        key = f"{MERCHANT_NO}:create_payout:VXBENCH{i:012d}"
+        print_ = f"{i:064x}"
+        await store.claim(key, print_, lease=180.0)
+        entry = LedgerEntry(
+            state=EntryState.ACCEPTED,
+            fingerprint=print_,
+            updated_at=time.time(),
+            data={**data, "tradeNo": key[-19:]},
+        )
+        await store.settle(key, entry)
+    peak = peak_rss_mb()
+    return {
+        "scenario": "ledger",
+        "n": n,
+        "entries_kept": len(store),
+        "peak_growth_mb": peak - baseline,
+        "bytes_per_entry": (peak - baseline) * 2**20 / max(len(store), 1),
+    }
+
+
 async def main(scenario: str, n: int, base_url: str) -> dict[str, Any]:
     """Warm a default client up, then run *scenario*, measuring memory."""
+    if scenario == "ledger":
+        return await ledger(n)
     async with VexoraClient(MERCHANT_NO, SECRET, base_url) as client:
         await gather(client, 1000, 10**9)  # connections open, code warm
         baseline = rss_mb()

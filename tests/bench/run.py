@@ -49,6 +49,7 @@ FULL = {
     # on each; one round of 1,000 shows that without eating the budget.
     "slow": {"httpx": {1000: (1000, 1)}},
     "batch": 100_000,
+    "ledger": 100_000,
     "gather": 50_000,
 }
 QUICK = {
@@ -56,6 +57,7 @@ QUICK = {
     "repeats": 1,
     "slow": {},
     "batch": 2_000,
+    "ledger": 2_000,
     "gather": 2_000,
 }
 VERSIONED = [
@@ -230,7 +232,7 @@ def main() -> None:
         results["throughput"] = cells
         print("per-call CPU...", flush=True)  # noqa: T201
         results["cpu"] = run_json("bench_cpu.py", *pin)
-        for scenario in ("batch", "gather"):
+        for scenario in ("batch", "ledger", "gather"):
             print(f"memory: {scenario}...", flush=True)  # noqa: T201
             results[scenario] = run_json(
                 "bench_memory.py", scenario, plan[scenario], url, *pin
@@ -402,7 +404,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [f"| {name} | {us:.1f} |" for name, us in cpu["whole_us"].items()]
     lines += [f"| {name} | {us:.2f} |" for name, us in cpu["codecs_us"].items()]
     batch, gather = results["batch"], results["gather"]
-    batch, gather = results["batch"], results["gather"]
+    batch, gather, ledger = results["batch"], results["gather"], results["ledger"]
     load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
     pins = results["pinning"]
     versions = ", ".join(f"{name} {v}" for name, v in m["versions"].items())
@@ -414,6 +416,13 @@ def render(results: dict[str, Any]) -> str:
             f"| batch: {batch['api']} | {batch['n']:,} | "
             f"{batch['peak_growth_mb']:.1f} MB | {batch['rate']:,.0f}/s | "
             f"{_outcomes(batch['outcomes'])} |"
+        ),
+        (
+            f"| of which the ledger: {ledger['n']:,} entries settled in a default "
+            f"MemoryLedger, no I/O | {ledger['n']:,} | "
+            f"{ledger['peak_growth_mb']:.1f} MB | | "
+            f"{ledger['entries_kept']:,} entries kept, "
+            f"{ledger['bytes_per_entry']:,.0f} bytes each |"
         ),
         (
             f"| gather: {gather['api']} | {gather['n']:,} | "
