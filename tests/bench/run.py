@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -134,7 +135,7 @@ def server_capacity(url: str, client_cpu: int | None, seconds: int) -> dict[str,
     results: dict[str, Any] = {"tool": "wrk" if wrk else "bench_loadgen.py"}
     for concurrency in CONCURRENCY:
         if wrk:
-            script = OUT / ".post.lua"
+            script = Path(tempfile.gettempdir()) / f"vexora-bench-{os.getpid()}.lua"
             script.write_text(
                 'wrk.method = "POST"\n'
                 f"wrk.body = '{body}'\n"
@@ -457,12 +458,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(8, 4.8), dpi=110)
     for client in CLIENTS:
-        axes.plot(
-            CONCURRENCY,
-            [_rate(results, client, c) for c in CONCURRENCY],
-            marker="o",
-            label=LABELS[client],
-        )
+        rates = [_rate(results, client, c) for c in CONCURRENCY]
+        (line,) = axes.plot(CONCURRENCY, rates, marker="o", label=LABELS[client])
+        for c, rate in zip(CONCURRENCY, rates, strict=True):
+            if rate == 0:  # a log axis cannot show it: say it
+                axes.annotate(
+                    "none completed",
+                    xy=(c, min(r for r in rates if r > 0)),
+                    xytext=(0, -18),
+                    textcoords="offset points",
+                    ha="center",
+                    color=line.get_color(),
+                    fontsize="small",
+                )
     capacity = results["server_capacity"]
     axes.plot(
         CONCURRENCY,
