@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import respx
 
 from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 
 SECRET = "app-secret-0001"
@@ -73,14 +76,14 @@ def sent_body(request: httpx.Request) -> dict[str, Any]:
 
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
-    """A respx router for the gateway; every request must match a route."""
+    """Yield a respx router for the gateway; every request must match a route."""
     with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
         yield mock
 
 
 @pytest.fixture
 async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
-    """A client whose HTTP goes to *router*, with a fixed clock."""
+    """Yield a client whose HTTP goes to *router*, with a fixed clock."""
     http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     async with (
         http,

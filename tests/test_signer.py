@@ -16,10 +16,12 @@ from vexora_async import InvalidRequestError, canonical_string, sign, verify
 SECRET = "app-secret-0001"
 VECTORS = [
     (
-        '{"amount":"100","bankCode":"KBZPAY","bankNumber":"3560123456789012",'
-        '"name":"Ko Min Thu","tradeNo":"VX20260331004567","notifyUrl":'
-        '"https://merchant-api.com/payment/vexora/payout/notify",'
-        '"timestamp":"1719876543210","remark":""}',
+        (
+            '{"amount":"100","bankCode":"KBZPAY","bankNumber":"3560123456789012",'
+            '"name":"Ko Min Thu","tradeNo":"VX20260331004567","notifyUrl":'
+            '"https://merchant-api.com/payment/vexora/payout/notify",'
+            '"timestamp":"1719876543210","remark":""}'
+        ),
         "49b0add97f2b4b6e51ee264e145e3d13",
     ),
     (
@@ -27,9 +29,11 @@ VECTORS = [
         "6ccd0944ed42d02b91b2a0d36547b866",
     ),
     (
-        '{"platFormTradeNo":"vx8f3k29d0qplm7x2","tradeNo":"VX20260331004567",'
-        '"amount":"100","status":"0000","message":"SUCCESS",'
-        '"successTime":"2026-03-31 18:34:31","timestamp":"1774953271000"}',
+        (
+            '{"platFormTradeNo":"vx8f3k29d0qplm7x2","tradeNo":"VX20260331004567",'
+            '"amount":"100","status":"0000","message":"SUCCESS",'
+            '"successTime":"2026-03-31 18:34:31","timestamp":"1774953271000"}'
+        ),
         "11cf5c6a611d50f5ffde1befab3cd912",
     ),
 ]
