@@ -129,10 +129,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # delay-seconds is digits only; float() would also take "inf" and "nan".
+    seconds = value.strip()
+    if seconds.isascii() and seconds.isdigit():
+        return float(seconds)
     from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare path
 
     try:
