@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+from vexora_async import BankCode, DepositRequest, PayoutRequest, VexoraClient, sign
 
 
 if TYPE_CHECKING:
@@ -65,6 +65,18 @@ def make_payout(**overrides: Any) -> PayoutRequest:
     }
     fields.update(overrides)
     return PayoutRequest(**fields)
+
+
+def make_deposit(**overrides: Any) -> DepositRequest:
+    """Return a valid deposit request, with *overrides* applied."""
+    fields: dict[str, Any] = {
+        "trade_no": "PI20260331000001",
+        "amount": 1000,
+        "name": "Daw Aye",
+        "notify_url": NOTIFY_URL,
+    }
+    fields.update(overrides)
+    return DepositRequest(**fields)
 
 
 def sent_body(request: httpx.Request) -> dict[str, Any]:

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import attrs
 import pytest
 
-from conftest import NOTIFY_URL, make_payout
+from conftest import make_deposit, make_payout
 from vexora_async import (
     Balance,
     BankCode,
-    DepositRequest,
     InvalidRequestError,
     PayoutRequest,
     PayoutResult,
     StatusKind,
     TransactionStatus,
 )
-
-
-def make_deposit(**overrides: Any) -> DepositRequest:
-    """Return a valid deposit request, with *overrides* applied."""
-    fields: dict[str, Any] = {
-        "trade_no": "PI20260331000001",
-        "amount": 1,
-        "name": "Daw Aye",
-        "notify_url": NOTIFY_URL,
-    }
-    fields.update(overrides)
-    return DepositRequest(**fields)
 
 
 def test_valid_payout_keeps_its_values() -> None:
