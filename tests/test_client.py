@@ -378,6 +378,8 @@ async def test_base_url_https_or_loopback_http(base_url: str) -> None:
         ("https://127.0.0.1/myanmar?x=1", "no query"),
         ("https://127.0.0.1/myanmar#top", "no query"),
         ("http://[::1/myanmar", "not a valid URL"),
+        ("https://127.0.0.1:abc/myanmar", "not a valid URL"),
+        ("https://127.0.0.1:99999/myanmar", "not a valid URL"),
     ],
 )
 def test_base_url_refusals(base_url: Any, reason: str) -> None:

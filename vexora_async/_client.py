@@ -77,6 +77,9 @@ def _check_base_url(base_url: object) -> str:
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
+        # A bad port would otherwise fail inside the POST and read as an
+        # unknown outcome for a payout that was never sent.
+        _ = parts.port
     except ValueError as exc:
         raise InvalidRequestError("base_url", f"is not a valid URL ({exc})") from exc
     if not host or parts.query or parts.fragment:
