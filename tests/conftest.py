@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import respx
-
 from vexora_async import BankCode, DepositRequest, PayoutRequest, VexoraClient, sign
 
 

@@ -15,18 +15,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import (
-    BASE_URL,
-    FIXED_MS,
-    MERCHANT_NO,
-    SECRET,
-    envelope,
-    make_deposit,
-    make_payout,
-    payout_data,
-    sent_body,
-)
 from vexora_async import (
     Balance,
     BankCode,
@@ -43,6 +31,7 @@ from vexora_async import (
     PayoutStatus,
     RequestRejected,
     RequestTimeout,
+    RetryPolicy,
     TransportError,
     VexoraClient,
     VexoraError,
@@ -50,13 +39,31 @@ from vexora_async import (
     sign,
 )
 
+from conftest import (
+    BASE_URL,
+    FIXED_MS,
+    MERCHANT_NO,
+    SECRET,
+    envelope,
+    make_deposit,
+    make_payout,
+    payout_data,
+    sent_body,
+)
+
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     import respx
 
 
+#: One HTTP exchange per call: no retry, no reconciliation, no confirming
+#: query. Most tests here pin down how one exchange is classified; the retry
+#: layer built on that is tested in test_retry.py.
+ONE_EXCHANGE = RetryPolicy(max_retries=0, reconcile=False, verify_rejections=False)
+#: The default layers (retries, reconciliation), without waiting in between.
+NO_WAIT = RetryPolicy(backoff_initial=0, backoff_max=0, deadline=10)
 PAYOUT_TRADE_NO = "VX20260331004567"
 DEPOSIT_TRADE_NO = "PI20260331000001"
 PATHS = {
@@ -108,6 +115,24 @@ RESULT_TYPES: dict[str, type[Any]] = {
     "create_deposit": DepositResult,
     "get_deposit": DepositStatus,
 }
+
+
+@pytest.fixture
+async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
+    """Yield a one-exchange client talking to *router*, with a fixed clock."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO,
+            SECRET,
+            BASE_URL,
+            http_client=http,
+            clock=lambda: FIXED_MS,
+            retry=ONE_EXCHANGE,
+        ) as vexora,
+    ):
+        yield vexora
 
 
 def invoke(client: VexoraClient, name: str) -> Awaitable[object]:
@@ -403,6 +428,8 @@ def test_base_url_refusals(base_url: Any, reason: str) -> None:
         ({"timeout": 0}, "timeout"),
         ({"timeout": -1.5}, "timeout"),
         ({"timeout": "30"}, "timeout"),
+        ({"deadline": 0}, "deadline"),
+        ({"deadline": "60"}, "deadline"),
     ],
 )
 def test_constructor_refusals(kwargs: dict[str, Any], field: str) -> None:
@@ -544,12 +571,42 @@ async def test_invalid_per_call_timeout_is_refused_unsent(
     assert call.call_count == 0
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"deadline": 0}, "deadline"),
+        ({"deadline": -3}, "deadline"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+@pytest.mark.parametrize("name", ["create_payout", "get_payout"])
+async def test_invalid_per_call_options_are_refused_unsent(
+    client: VexoraClient,
+    router: respx.MockRouter,
+    name: str,
+    kwargs: dict[str, Any],
+    field: str,
+) -> None:
+    """Bad per-call max_retries, deadline or timeout: refused, nothing sent."""
+    call = answer(router, name, 200, json=envelope(payout_data()))
+    method = getattr(client, name)
+    argument = make_payout() if name == "create_payout" else PAYOUT_TRADE_NO
+    with pytest.raises(InvalidRequestError) as e:
+        await method(argument, **kwargs)
+    assert e.value.field == field
+    assert call.call_count == 0
+
+
 async def test_wrong_request_types_are_refused(client: VexoraClient) -> None:
     """Passing a deposit to create_payout (or a bad tradeNo) is refused unsent."""
     with pytest.raises(InvalidRequestError, match="PayoutRequest"):
         await client.create_payout(make_deposit())  # type: ignore[arg-type]  # the point
     with pytest.raises(InvalidRequestError, match="DepositRequest"):
         await client.create_deposit(make_payout())  # type: ignore[arg-type]  # the point
+    with pytest.raises(InvalidRequestError, match="PayoutRequest"):
+        await client.resolve_payout(make_deposit())  # type: ignore[arg-type]  # the point
     with pytest.raises(InvalidRequestError, match="trade_no"):
         await client.get_payout("")
     with pytest.raises(InvalidRequestError, match="trade_no"):
@@ -873,51 +930,66 @@ async def test_create_code_8000_is_request_rejected(
 # -- secrets and personal data ---------------------------------------------
 
 
-SCENARIOS: dict[str, Callable[[respx.Route], object]] = {
-    "ok": lambda r: r.mock(
-        return_value=httpx.Response(200, json=envelope(payout_data()))
-    ),
-    "8000": lambda r: r.mock(
-        return_value=httpx.Response(200, json=envelope(None, code="8000", msg="bad"))
-    ),
-    "5000": lambda r: r.mock(
-        return_value=httpx.Response(200, json=envelope(None, code="5000"))
-    ),
-    "500": lambda r: r.mock(return_value=httpx.Response(500, text="oops")),
-    "429": lambda r: r.mock(return_value=httpx.Response(429, text="slow")),
-    "garbage": lambda r: r.mock(return_value=httpx.Response(200, content=b"\x00")),
-    "connect": lambda r: r.mock(side_effect=httpx.ConnectError("refused")),
-    "timeout": lambda r: r.mock(side_effect=httpx.ReadTimeout("slow")),
-    "lost": lambda r: r.mock(side_effect=httpx.RemoteProtocolError("gone")),
+SCENARIOS: dict[str, Callable[[], object]] = {
+    "ok": lambda: httpx.Response(200, json=envelope(payout_data())),
+    "8000": lambda: httpx.Response(200, json=envelope(None, code="8000", msg="bad")),
+    "5000": lambda: httpx.Response(200, json=envelope(None, code="5000")),
+    "500": lambda: httpx.Response(500, text="oops"),
+    "429": lambda: httpx.Response(429, text="slow"),
+    "garbage": lambda: httpx.Response(200, content=b"\x00"),
+    "connect": lambda: httpx.ConnectError("refused"),
+    "timeout": lambda: httpx.ReadTimeout("slow"),
+    "lost": lambda: httpx.RemoteProtocolError("gone"),
 }
 
 
+@pytest.mark.parametrize("policy", [ONE_EXCHANGE, NO_WAIT], ids=["once", "retries"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("name", ["create_payout", "get_payout"])
 async def test_secret_and_personal_data_never_leak(
-    client: VexoraClient,
     router: respx.MockRouter,
     caplog: pytest.LogCaptureFixture,
     name: str,
     scenario: str,
+    policy: RetryPolicy,
 ) -> None:
-    """No exception or log record shows the secret, the sign, an account or name."""
+    """No exception or log record shows the secret, the sign, an account or name.
+
+    With retries on, the reconciliation queries and their errors are in the
+    logs and messages too.
+    """
     caplog.set_level(logging.DEBUG)
-    call = route(router, name)
-    SCENARIOS[scenario](call)
+
+    def gateway(_: httpx.Request) -> httpx.Response:
+        outcome = SCENARIOS[scenario]()
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert isinstance(outcome, httpx.Response)
+        return outcome
+
+    router.route().mock(side_effect=gateway)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     texts: list[str] = []
-    try:
-        await invoke(client, name)
-    except VexoraError as exc:
-        texts += [str(exc), repr(exc), repr(exc.__cause__), repr(vars(exc))]
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=policy
+        ) as c,
+    ):
+        try:
+            await invoke(c, name)
+        except VexoraError as exc:
+            texts += [str(exc), repr(exc), repr(exc.__cause__), repr(vars(exc))]
     texts += [record.getMessage() for record in caplog.records]
     texts += [repr(record.__dict__) for record in caplog.records]
-    the_sign = sent_body(call.calls.last.request)["sign"]
+    signs = [sent_body(call.request)["sign"] for call in router.calls]
+    assert signs
     for text in texts:
         assert SECRET not in text
-        assert the_sign not in text
         assert "3560123456789012" not in text
         assert "Ko Min Thu" not in text
+        for the_sign in signs:
+            assert the_sign not in text
 
 
 async def test_payout_is_logged_masked(
@@ -938,16 +1010,25 @@ async def test_payout_is_logged_masked(
 
 
 async def test_unknown_outcome_is_logged_as_a_warning(
-    client: VexoraClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unknown outcome is a warning, with its tradeNo, for the operator."""
+    """A payout left unknown is one warning, with its tradeNo, for the operator."""
     caplog.set_level(logging.WARNING, logger="vexora_async")
     fail_with(router, "create_payout", httpx.ReadTimeout("slow"))
-    with pytest.raises(PayoutOutcomeUnknown):
-        await client.create_payout(make_payout())
+    fail_with(router, "get_payout", httpx.ReadTimeout("slow"))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=NO_WAIT
+        ) as c,
+    ):
+        with pytest.raises(PayoutOutcomeUnknown):
+            await c.create_payout(make_payout())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert PAYOUT_TRADE_NO in warnings[0].getMessage()
+    assert "outcome unknown" in warnings[0].getMessage()
 
 
 # -- concurrency ------------------------------------------------------------
@@ -1061,27 +1142,38 @@ bodies = (
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("policy", [ONE_EXCHANGE, NO_WAIT], ids=["once", "retries"])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     name=st.sampled_from(ALL_CALLS),
     status=st.sampled_from([200, 200, 200, 201, 400, 408, 429, 500, 503]),
     body=bodies,
 )
 async def test_any_answer_gives_a_record_or_our_error(
-    name: str, status: int, body: bytes
+    policy: RetryPolicy, name: str, status: int, body: bytes
 ) -> None:
     """Whatever comes back, only records or VexoraErrors come out.
 
     And a create never ends in an error that reads as "failed" unless the
     gateway said 8000 or refused at the HTTP level: everything else is an
-    unknown outcome.
+    unknown outcome. With retries on, every attempt and reconciliation
+    query gets the same answer.
     """
 
     def handler(_: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler), trust_env=False)
-    async with http, VexoraClient(MERCHANT_NO, SECRET, BASE_URL, http_client=http) as c:
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=policy
+        ) as c,
+    ):
         outcome: object
         try:
             outcome = await invoke(c, name)

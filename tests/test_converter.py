@@ -11,8 +11,6 @@ import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from conftest import NOTIFY_URL, make_payout, payout_data
 from vexora_async import (
     Balance,
     BankCode,
@@ -28,6 +26,8 @@ from vexora_async import (
 )
 from vexora_async._converter import WireCodec, wire_name
 from vexora_async._models import Envelope
+
+from conftest import NOTIFY_URL, make_payout, payout_data
 
 
 RESULT_TYPES: list[type[Any]] = [
@@ -212,7 +212,7 @@ def test_docs_example_envelope_decodes() -> None:
         (None, None),
     ],
 )
-def test_success_is_lenient(success: object, expected: bool | None) -> None:  # noqa: FBT001 - parametrized
+def test_success_is_lenient(success: object, expected: bool | None) -> None:
     """A success flag may be a bool or "true"/"false"; anything else is None."""
     assert decode({"code": "0000", "success": success}).success is expected
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
 import vexora_async
 from vexora_async import exceptions
 from vexora_async.exceptions import (
@@ -81,7 +80,7 @@ def test_unknown_outcome_is_never_a_failure_class(
     except not_a_parent:  # pragma: no cover - must not match
         pytest.fail("an unknown outcome was caught as a failure")
     except PayoutOutcomeUnknown as exc:
-        assert exc.trade_no == "T1"  # noqa: PT017 - the except clause is the point
+        assert exc.trade_no == "T1"
 
 
 def _lose_a_payout() -> None:

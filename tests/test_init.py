@@ -7,7 +7,6 @@ import inspect
 import re
 
 import pytest
-
 import vexora_async
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from vexora_async._masking import mask_account, mask_digit_runs, mask_name
 
 

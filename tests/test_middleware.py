@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, payout_data, sent_body
 from vexora_async import Call, Middleware, Operation, VexoraClient, VexoraError
 from vexora_async._middleware import build_chain
+
+from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, payout_data, sent_body
 
 
 if TYPE_CHECKING:

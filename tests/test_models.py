@@ -6,8 +6,6 @@ from decimal import Decimal
 
 import attrs
 import pytest
-
-from conftest import make_deposit, make_payout
 from vexora_async import (
     Balance,
     BankCode,
@@ -17,6 +15,8 @@ from vexora_async import (
     StatusKind,
     TransactionStatus,
 )
+
+from conftest import make_deposit, make_payout
 
 
 def test_valid_payout_keeps_its_values() -> None:
@@ -204,7 +204,7 @@ def test_status_compares_equal_to_the_raw_code() -> None:
         ("", StatusKind.UNKNOWN, False),
     ],
 )
-def test_status_kinds(code: str, kind: StatusKind, final: bool) -> None:  # noqa: FBT001 - parametrized
+def test_status_kinds(code: str, kind: StatusKind, final: bool) -> None:
     """Each documented code has its meaning; anything else is UNKNOWN."""
     status = TransactionStatus(code)
     assert status.kind is kind

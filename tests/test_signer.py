@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from vexora_async import InvalidRequestError, canonical_string, sign, verify
 
 

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from vexora_async import InvalidRequestError
 from vexora_async._validation import (
     MIN_PAYOUT_AMOUNT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._client import VexoraClient
 from ._converter import make_converter
+from ._ledger import Claim, EntryState, Ledger, LedgerEntry, MemoryLedger
 from ._middleware import Call, Middleware
 from ._models import (
     Balance,
@@ -22,6 +23,7 @@ from ._models import (
     TransactionStatus,
 )
 from ._operations import Operation
+from ._retry import RetryPolicy
 from ._signer import canonical_string, sign, verify
 from ._trade_no import new_trade_no
 from ._version import __version__
@@ -46,15 +48,20 @@ __all__ = [
     "Balance",
     "BankCode",
     "Call",
+    "Claim",
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",
     "DepositRequest",
     "DepositResult",
     "DepositStatus",
+    "EntryState",
     "GatewayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "Ledger",
+    "LedgerEntry",
+    "MemoryLedger",
     "Middleware",
     "Operation",
     "OutcomeUnknown",
@@ -64,6 +71,7 @@ __all__ = [
     "PayoutStatus",
     "RequestRejected",
     "RequestTimeout",
+    "RetryPolicy",
     "SignatureError",
     "StatusKind",
     "TransactionStatus",

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._converter import AmountFormat, WireCodec
+from ._idempotency import IdempotencyMiddleware
+from ._ledger import Ledger, MemoryLedger
 from ._masking import mask_account, mask_digit_runs, mask_name
 from ._middleware import Call, Middleware, build_chain
 from ._models import (
@@ -25,7 +27,8 @@ from ._models import (
     PayoutResult,
     PayoutStatus,
 )
-from ._operations import Operation
+from ._operations import Operation, outcome_unknown
+from ._retry import RetryMiddleware, RetryPolicy
 from ._signer import sign
 from ._transport import (
     DEFAULT_MAX_CONNECTIONS,
@@ -41,7 +44,6 @@ from .exceptions import (
     HTTPStatusError,
     InvalidRequestError,
     OutcomeUnknown,
-    PayoutOutcomeUnknown,
     RequestRejected,
     RequestTimeout,
     TransportError,
@@ -178,7 +180,15 @@ class VexoraClient:
     thousands of concurrent calls queue inside the SDK instead of failing
     with a pool timeout. *amount_format* picks ``"100"`` (default) or
     ``"100.00"`` on the wire. *clock* returns epoch milliseconds for the
-    ``timestamp`` field. *middleware* wraps every call, outermost first.
+    ``timestamp`` field.
+
+    Retries and idempotency (see :doc:`/retries`): *max_retries* extra
+    attempts after a transient failure, all within *deadline* seconds per
+    call (attempts, backoff and reconciliation together); *retry* gives the
+    full :class:`RetryPolicy` instead. *ledger* records each tradeNo's
+    outcome (default: a bounded in-memory :class:`MemoryLedger`; pass a
+    shared one for many workers). *middleware* adds your own layers; they
+    run inside the retry layer, once per attempt, just before signing.
     """
 
     def __init__(
@@ -190,6 +200,9 @@ class VexoraClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout = _UNSET,
         max_retries: int = 2,
+        deadline: float = 60.0,
+        retry: RetryPolicy | None = None,
+        ledger: Ledger | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
@@ -206,7 +219,12 @@ class VexoraClient:
             raise InvalidRequestError(
                 "amount_format", "must be 'integer' or 'decimal2'"
             )
-        self.max_retries = max_retries
+        if not _is_number(deadline) or deadline <= 0:
+            raise InvalidRequestError("deadline", "must be a positive number")
+        self.retry_policy = retry or RetryPolicy(
+            max_retries=max_retries, deadline=deadline
+        )
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self._codec = WireCodec.create(amount_format)
         self._clock = clock
         if timeout is _UNSET:
@@ -229,7 +247,24 @@ class VexoraClient:
         }
         self._urls = {op: self._base_url + op.path for op in Operation}
         self._closed = False
-        self._handler = build_chain(tuple(middleware), self._send)
+        self._idempotency = IdempotencyMiddleware(
+            self.ledger,
+            self._codec,
+            namespace=self._merchant_no,
+            # A claim outlives any call of ours by a wide margin before
+            # another worker may presume its owner dead.
+            lease=2 * self.retry_policy.deadline + 60.0,
+        )
+        self._retry = RetryMiddleware(self.retry_policy)
+        self._handler = build_chain(
+            (self._idempotency, self._retry, *middleware),
+            self._send,
+        )
+
+    @property
+    def max_retries(self) -> int:
+        """Extra attempts after a transient failure, per call."""
+        return self.retry_policy.max_retries
 
     def __repr__(self) -> str:
         return (
@@ -273,15 +308,23 @@ class VexoraClient:
     # -- the five calls ---------------------------------------------------
 
     async def create_payout(
-        self, request: PayoutRequest, *, timeout: float | httpx.Timeout | None = None
+        self,
+        request: PayoutRequest,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> PayoutResult:
         """Send a payout; return the gateway's acceptance (usually processing).
 
-        The final result arrives by callback or :meth:`get_payout`. Raises
-        :class:`~vexora_async.RequestRejected` when the gateway refused the
-        payout (nothing was paid) and
-        :class:`~vexora_async.PayoutOutcomeUnknown` when it may have been
-        paid but the answer was lost.
+        The final result arrives by callback or :meth:`get_payout`. Calling
+        again with the same request is safe: it never pays twice (see
+        :doc:`/retries`). Raises :class:`~vexora_async.RequestRejected` when
+        the gateway refused the payout (nothing was paid),
+        :class:`~vexora_async.ConflictingRequestError` when the tradeNo was
+        used for a different payout, and
+        :class:`~vexora_async.PayoutOutcomeUnknown` when it may have been paid
+        but the SDK could not find out within the deadline.
         """
         if not isinstance(request, PayoutRequest):
             raise InvalidRequestError(None, "create_payout takes a PayoutRequest")
@@ -298,12 +341,46 @@ class VexoraClient:
             Operation.CREATE_PAYOUT,
             self._codec.encode(request),
             request.trade_no,
-            timeout,
             PayoutResult,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+        )
+
+    async def resolve_payout(
+        self,
+        request: PayoutRequest,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
+    ) -> PayoutResult:
+        """Settle a payout whose outcome was unknown, under its own tradeNo.
+
+        Asks the gateway first (status query); if it does not know the
+        tradeNo, sends the same request again (unless the retry policy's
+        ``resubmit`` is off). Use it after
+        :class:`~vexora_async.PayoutOutcomeUnknown`, for example from a
+        periodic job, with the request you stored before the first attempt.
+        """
+        if not isinstance(request, PayoutRequest):
+            raise InvalidRequestError(None, "resolve_payout takes a PayoutRequest")
+        return await self._call(
+            Operation.CREATE_PAYOUT,
+            self._codec.encode(request),
+            request.trade_no,
+            PayoutResult,
+            timeout=timeout,
+            deadline=deadline,
+            reconcile_first=True,
         )
 
     async def get_payout(
-        self, trade_no: str, *, timeout: float | httpx.Timeout | None = None
+        self,
+        trade_no: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> PayoutStatus:
         """Query a payout's state by your tradeNo.
 
@@ -313,17 +390,40 @@ class VexoraClient:
         """
         check_trade_no("trade_no", trade_no)
         return await self._call(
-            Operation.GET_PAYOUT, {"tradeNo": trade_no}, trade_no, timeout, PayoutStatus
+            Operation.GET_PAYOUT,
+            {"tradeNo": trade_no},
+            trade_no,
+            PayoutStatus,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
         )
 
     async def get_balance(
-        self, *, timeout: float | httpx.Timeout | None = None
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> Balance:
         """Query the merchant's balance."""
-        return await self._call(Operation.GET_BALANCE, {}, None, timeout, Balance)
+        return await self._call(
+            Operation.GET_BALANCE,
+            {},
+            None,
+            Balance,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+        )
 
     async def create_deposit(
-        self, request: DepositRequest, *, timeout: float | httpx.Timeout | None = None
+        self,
+        request: DepositRequest,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> DepositResult:
         """Create a pay-in (checkout); see :attr:`DepositResult.raw` for its URL."""
         if not isinstance(request, DepositRequest):
@@ -332,12 +432,19 @@ class VexoraClient:
             Operation.CREATE_DEPOSIT,
             self._codec.encode(request),
             request.trade_no,
-            timeout,
             DepositResult,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
         )
 
     async def get_deposit(
-        self, trade_no: str, *, timeout: float | httpx.Timeout | None = None
+        self,
+        trade_no: str,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> DepositStatus:
         """Query a pay-in's state by your tradeNo."""
         check_trade_no("trade_no", trade_no)
@@ -345,8 +452,10 @@ class VexoraClient:
             Operation.GET_DEPOSIT,
             {"tradeNo": trade_no},
             trade_no,
-            timeout,
             DepositStatus,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
         )
 
     # -- the path of one call ---------------------------------------------
@@ -356,10 +465,27 @@ class VexoraClient:
         operation: Operation,
         params: dict[str, str],
         trade_no: str | None,
-        timeout: float | httpx.Timeout | None,
         result_type: type[T],
+        *,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        reconcile_first: bool = False,
     ) -> T:
-        call = Call(operation, params, trade_no, _as_timeout(timeout))
+        if max_retries is not None and not _is_count(max_retries, 0):
+            raise InvalidRequestError("max_retries", "must be an int >= 0")
+        if deadline is not None and (not _is_number(deadline) or deadline <= 0):
+            raise InvalidRequestError("deadline", "must be a positive number")
+        budget = self.retry_policy.deadline if deadline is None else deadline
+        call = Call(
+            operation,
+            params,
+            trade_no,
+            timeout=_as_timeout(timeout),
+            deadline=asyncio.get_running_loop().time() + budget,
+            max_retries=max_retries,
+            reconcile_first=reconcile_first,
+        )
         result = await self._handler(call)
         if not isinstance(result, result_type):
             msg = f"a middleware answered {type(result).__name__}, not {result_type}"
@@ -375,9 +501,9 @@ class VexoraClient:
         fields["timestamp"] = str(self._clock())
         fields["sign"] = sign(fields, self._secret.value)
         body = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
-        timeout: Any = call.timeout or self._timeout or httpx.USE_CLIENT_DEFAULT
         started = time.perf_counter()
         async with self._limiter:
+            timeout = self._attempt_timeout(call)
             try:
                 response = await self._http.post(
                     self._urls[operation],
@@ -391,6 +517,26 @@ class VexoraClient:
                 raise self._transport_error(call, exc, started) from exc
         elapsed_ms = (time.perf_counter() - started) * 1000
         return self._interpret(call, response, elapsed_ms)
+
+    def _attempt_timeout(self, call: Call) -> httpx.Timeout:
+        """Return this attempt's timeouts, cut to what is left of the deadline."""
+        base = call.timeout or self._timeout or self._http.timeout
+        remaining = call.remaining(asyncio.get_running_loop().time())
+        if remaining is None:
+            return base
+        if remaining <= 0:
+            # Checked after queueing for a connection, before any byte is sent.
+            raise ConnectError(
+                "the call's deadline passed before this attempt; nothing was sent",
+                operation=call.operation.label,
+                trade_no=call.trade_no,
+            )
+        return httpx.Timeout(
+            connect=_cut(base.connect, remaining),
+            read=_cut(base.read, remaining),
+            write=_cut(base.write, remaining),
+            pool=_cut(base.pool, remaining),
+        )
 
     def _interpret(
         self, call: Call, response: httpx.Response, elapsed_ms: float
@@ -498,24 +644,13 @@ class VexoraClient:
         return mask_digit_runs(text)[:_EXCERPT_CHARS]
 
     def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
-        trade_no = call.trade_no or ""
-        logger.warning(
-            "outcome unknown op=%s trade_no=%s: %s",
+        logger.info(
+            "attempt outcome unknown op=%s trade_no=%s: %s",
             call.operation.label,
-            trade_no,
+            call.trade_no,
             reason,
         )
-        kind = (
-            PayoutOutcomeUnknown
-            if call.operation is Operation.CREATE_PAYOUT
-            else OutcomeUnknown
-        )
-        return kind(
-            f"{reason}; it may have been executed. Query it by this tradeNo and "
-            "never resend it under a new one",
-            trade_no=trade_no,
-            operation=call.operation.label,
-        )
+        return outcome_unknown(call.operation, call.trade_no, reason)
 
     def _log(
         self, call: Call, status: int, code: str | None, elapsed_ms: float
@@ -530,6 +665,10 @@ class VexoraClient:
                 code,
                 elapsed_ms,
             )
+
+
+def _cut(limit: float | None, remaining: float) -> float:
+    return remaining if limit is None else min(limit, remaining)
 
 
 def _with_identity(exc: VexoraError, call: Call) -> VexoraError:

@@ -28,13 +28,29 @@ class Call:
     """One logical call on its way to the gateway.
 
     *params* are the wire fields without ``timestamp`` and ``sign``.
-    *timeout* is the per-call httpx timeout override, if any.
+    *timeout* is the per-attempt httpx timeout override, if any.
+    *deadline* is the event loop time by which the whole call (every
+    attempt, every backoff, every reconciliation query) must be over.
+    *max_retries* overrides the client's for this call. *reconcile_first*
+    tells the retry layer that an earlier attempt's outcome is unknown, so
+    it must ask the gateway (status query) before it sends anything.
     """
 
     operation: Operation
     params: Mapping[str, str]
     trade_no: str | None = None
     timeout: httpx.Timeout | None = None
+    deadline: float | None = None
+    max_retries: int | None = None
+    reconcile_first: bool = False
+
+    def evolve(self, **changes: object) -> Call:
+        """Return a copy with *changes*, as :func:`attrs.evolve` does."""
+        return attrs.evolve(self, **changes)  # type: ignore[arg-type]  # kwargs pass through
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left before the deadline, or None when there is none."""
+        return None if self.deadline is None else self.deadline - now
 
 
 class Middleware(Protocol):

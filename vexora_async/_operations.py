@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 from ._models import Balance, DepositResult, DepositStatus, PayoutResult, PayoutStatus
+from .exceptions import OutcomeUnknown, PayoutOutcomeUnknown
 
 
 class Operation(enum.Enum):
@@ -31,3 +32,19 @@ class Operation(enum.Enum):
         self.path = path
         self.creates = creates
         self.result_type = result_type
+
+
+def outcome_unknown(
+    operation: Operation, trade_no: str | None, reason: str
+) -> OutcomeUnknown:
+    """Build the unknown-outcome error of a create, saying what to do next."""
+    kind = (
+        PayoutOutcomeUnknown if operation is Operation.CREATE_PAYOUT else OutcomeUnknown
+    )
+    return kind(
+        f"{reason}; it may have been executed. Resolve it under the same tradeNo "
+        "(query it, or call again with the same request) and never resend it "
+        "under a new one",
+        trade_no=trade_no or "",
+        operation=operation.label,
+    )

@@ -1,0 +1,226 @@
+"""Idempotency on tradeNo: one logical create is one execution.
+
+The outermost layer of the onion, for creates only. Concurrent calls with
+the same tradeNo and payload share one execution; the same tradeNo with a
+different payload is refused before anything is sent; a tradeNo the
+ledger already settled is answered from the ledger, without a request; one
+whose outcome is unknown is reconciled (status query first), never blindly
+re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._ledger import Claim, EntryState, Ledger, LedgerEntry
+from ._models import Envelope
+from ._operations import outcome_unknown
+from .exceptions import (
+    ConflictingRequestError,
+    ConnectError,
+    HTTPStatusError,
+    InvalidRequestError,
+    RequestRejected,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from ._converter import WireCodec
+    from ._middleware import Call
+    from .exceptions import OutcomeUnknown
+
+
+logger = logging.getLogger("vexora_async")
+
+#: Fields that do not change what money moves; a retry may differ in them.
+_NOT_FINGERPRINTED = frozenset({"notifyUrl", "returnUrl", "remark"})
+
+
+def fingerprint(params: Mapping[str, str]) -> str:
+    """Identify a create's payload (amount, account, name, bank, ...)."""
+    payload = {k: v for k, v in params.items() if k not in _NOT_FINGERPRINTED}
+    text = json.dumps(
+        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _LeaderCancelled(Exception):
+    """The task executing a shared call was cancelled; a follower takes over."""
+
+
+@attrs.define
+class _Shared:
+    fingerprint: str
+    future: asyncio.Future[object]
+
+
+class IdempotencyMiddleware:
+    """Claims a tradeNo in the *ledger* before sending, settles it after.
+
+    *namespace* (the merchant number) keeps tradeNos of different merchants
+    apart in a shared ledger. *lease* is how long an ``IN_FLIGHT`` claim of
+    another worker is respected before it is presumed dead.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        codec: WireCodec,
+        *,
+        namespace: str,
+        lease: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self._codec = codec
+        self._namespace = namespace
+        self._lease = lease
+        self._clock = clock
+        self._inflight: dict[str, _Shared] = {}
+
+    def key(self, call: Call) -> str:
+        """Return the ledger key of a create: merchant, operation and tradeNo."""
+        return f"{self._namespace}:{call.operation.label}:{call.trade_no}"
+
+    async def __call__(
+        self, call: Call, call_next: Callable[[Call], Awaitable[object]]
+    ) -> object:
+        """Run *call* at most once per tradeNo; see the module docstring."""
+        if not call.operation.creates or call.trade_no is None:
+            return await call_next(call)
+        key = self.key(call)
+        print_ = fingerprint(call.params)
+        while (shared := self._inflight.get(key)) is not None:
+            if shared.fingerprint != print_:
+                raise _conflict(call)
+            try:
+                # shield: a cancelled follower must not cancel the leader.
+                return await asyncio.shield(shared.future)
+            except _LeaderCancelled:
+                continue  # the leader was cancelled; take over
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = _Shared(print_, future)
+        try:
+            result = await self._execute(key, print_, call, call_next)
+        except asyncio.CancelledError:
+            future.set_exception(_LeaderCancelled())
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+            # Mark the exception retrieved when no follower awaited it.
+            future.exception()
+
+    async def _execute(
+        self,
+        key: str,
+        print_: str,
+        call: Call,
+        call_next: Callable[[Call], Awaitable[object]],
+    ) -> object:
+        claim = await self.ledger.claim(key, print_, lease=self._lease)
+        if not claim.granted:
+            return self._answer_from_ledger(call, claim)
+        if claim.prior is not None:
+            call = call.evolve(reconcile_first=True)
+        try:
+            result = await call_next(call)
+        except RequestRejected as exc:
+            await self._settle(
+                key, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
+            )
+            raise
+        except (ConnectError, HTTPStatusError, InvalidRequestError):
+            # This attempt provably did nothing. If an earlier one is
+            # unknown, it stays unknown; otherwise the tradeNo is free.
+            if claim.prior is not None:
+                await self._settle(key, print_, EntryState.UNKNOWN)
+            else:
+                await self.ledger.release(key)
+            raise
+        except BaseException:
+            # Unknown outcomes, cancellation, anything unexpected: never
+            # leave the entry in flight, so the next call reconciles.
+            await asyncio.shield(self._settle(key, print_, EntryState.UNKNOWN))
+            raise
+        raw = getattr(result, "raw", None)
+        await self._settle(key, print_, EntryState.ACCEPTED, data=raw)
+        return result
+
+    async def _settle(
+        self,
+        key: str,
+        print_: str,
+        state: EntryState,
+        *,
+        data: Mapping[str, object] | None = None,
+        code: str | None = None,
+        msg: str | None = None,
+    ) -> None:
+        await self.ledger.settle(
+            key,
+            LedgerEntry(
+                state=state,
+                fingerprint=print_,
+                updated_at=self._clock(),
+                data=data,
+                code=code,
+                msg=msg,
+            ),
+        )
+
+    def _answer_from_ledger(self, call: Call, claim: Claim) -> object:
+        prior = claim.prior
+        if prior is None:  # pragma: no cover - a refused claim always says why
+            msg = "the ledger refused a claim without a prior entry"
+            raise _unknown(call, msg)
+        if prior.fingerprint != fingerprint(call.params):
+            raise _conflict(call)
+        if prior.state is EntryState.ACCEPTED and prior.data is not None:
+            logger.debug(
+                "op=%s trade_no=%s answered from the ledger",
+                call.operation.label,
+                call.trade_no,
+            )
+            envelope = Envelope(code="0000", data=prior.data)
+            return self._codec.decode_data(envelope, call.operation.result_type)
+        if prior.state is EntryState.REJECTED:
+            raise RequestRejected(
+                prior.code or "8000",
+                prior.msg or "refused earlier",
+                operation=call.operation.label,
+                trade_no=call.trade_no,
+            )
+        raise _unknown(
+            call,
+            "another worker is sending this tradeNo right now; query it later",
+        )
+
+
+def _conflict(call: Call) -> ConflictingRequestError:
+    return ConflictingRequestError(
+        "this tradeNo was already used with a different payload (amount, account, "
+        "name or bank); nothing was sent. One tradeNo is one payout: use a new "
+        "tradeNo for a different payout",
+        operation=call.operation.label,
+        trade_no=call.trade_no,
+    )
+
+
+def _unknown(call: Call, reason: str) -> OutcomeUnknown:
+    return outcome_unknown(call.operation, call.trade_no, reason)

@@ -1,0 +1,168 @@
+"""The ledger: what the SDK knows about each tradeNo it has sent.
+
+The idempotency layer *claims* a tradeNo before it sends anything and
+*settles* it after. The protocol is small and async so that a shared,
+durable store (Redis, SQLite, your own database) can implement it for many
+workers on many machines; :class:`MemoryLedger` is the in-process default.
+
+An implementation must make :meth:`Ledger.claim` atomic: two workers
+claiming the same key at once must not both be granted it.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+
+class EntryState(enum.Enum):
+    """Where a tradeNo stands."""
+
+    #: Claimed by a worker that is sending it now.
+    IN_FLIGHT = "in_flight"
+    #: Sent, but its outcome is unknown: the next call must reconcile.
+    UNKNOWN = "unknown"
+    #: The gateway accepted it; ``data`` is its answer.
+    ACCEPTED = "accepted"
+    #: The gateway refused it (code 8000, confirmed by a status query).
+    REJECTED = "rejected"
+
+
+@attrs.frozen(kw_only=True)
+class LedgerEntry:
+    """One tradeNo's record.
+
+    *fingerprint* identifies the payload (amount, account, name, bank), so a
+    reuse of the tradeNo with a different payload is caught. *data* is the
+    gateway's ``data`` object for an accepted create; *code* and *msg* the
+    refusal of a rejected one. *updated_at* is epoch seconds.
+    """
+
+    state: EntryState
+    fingerprint: str
+    updated_at: float
+    data: Mapping[str, Any] | None = None
+    code: str | None = None
+    msg: str | None = None
+
+
+@attrs.frozen
+class Claim:
+    """The answer to :meth:`Ledger.claim`.
+
+    *granted*: the caller now owns the tradeNo (it is ``IN_FLIGHT``) and
+    may send. *prior*: the entry that was there before, if any. Granted with
+    a prior entry means the prior attempt's outcome was unknown (or its
+    worker died): reconcile before sending. Not granted: *prior* says why
+    (already accepted or rejected, in flight elsewhere, or a different
+    payload).
+    """
+
+    granted: bool
+    prior: LedgerEntry | None = None
+
+
+class Ledger(Protocol):
+    """Where tradeNo outcomes are recorded; implement it for a shared store."""
+
+    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+        """Atomically claim *key* for sending.
+
+        Grant it when there is no entry, or when the entry has the same
+        *fingerprint* and is ``UNKNOWN`` or an ``IN_FLIGHT`` older than
+        *lease* seconds (its worker is presumed dead); the entry becomes
+        ``IN_FLIGHT``. Otherwise change nothing and refuse.
+        """
+
+    async def settle(self, key: str, entry: LedgerEntry) -> None:
+        """Record *key*'s outcome (``UNKNOWN``, ``ACCEPTED`` or ``REJECTED``)."""
+
+    async def release(self, key: str) -> None:
+        """Forget a claim whose request provably was never sent."""
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """Return *key*'s entry, if any."""
+
+
+def may_take_over(
+    entry: LedgerEntry, fingerprint: str, now: float, lease: float
+) -> bool:
+    """Apply the claim rule of :meth:`Ledger.claim` (for implementations)."""
+    if entry.fingerprint != fingerprint:
+        return False
+    if entry.state is EntryState.UNKNOWN:
+        return True
+    return entry.state is EntryState.IN_FLIGHT and now - entry.updated_at > lease
+
+
+class MemoryLedger:
+    """The in-process ledger: bounded, so a long-running worker stays flat.
+
+    Holds at most *max_entries*; when full, the oldest entries that are not
+    in flight are forgotten first. Forgetting is safe: a forgotten tradeNo
+    sent again is refused by the gateway as a duplicate, and the SDK's
+    rejection check then finds the original by a status query.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_entries < 1:
+            msg = "max_entries must be >= 1"
+            raise ValueError(msg)
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, LedgerEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # No await inside: each method runs atomically on the event loop.
+    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+        """See :meth:`Ledger.claim`."""
+        now = self._clock()
+        prior = self._entries.get(key)
+        if prior is not None and not may_take_over(prior, fingerprint, now, lease):
+            return Claim(granted=False, prior=prior)
+        self._put(
+            key,
+            LedgerEntry(
+                state=EntryState.IN_FLIGHT, fingerprint=fingerprint, updated_at=now
+            ),
+        )
+        return Claim(granted=True, prior=prior)
+
+    async def settle(self, key: str, entry: LedgerEntry) -> None:
+        """See :meth:`Ledger.settle`."""
+        self._put(key, entry)
+
+    async def release(self, key: str) -> None:
+        """See :meth:`Ledger.release`."""
+        self._entries.pop(key, None)
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """See :meth:`Ledger.get`."""
+        return self._entries.get(key)
+
+    def _put(self, key: str, entry: LedgerEntry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        excess = len(self._entries) - self.max_entries
+        if excess <= 0:
+            return
+        victims: list[str] = []
+        for old, held in self._entries.items():  # oldest first
+            if len(victims) >= excess:
+                break
+            if old != key and held.state is not EntryState.IN_FLIGHT:
+                victims.append(old)
+        for old in victims:
+            del self._entries[old]
