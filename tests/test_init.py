@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 import vexora_async
@@ -71,3 +72,10 @@ def test_public_names_have_docstrings() -> None:
         obj = getattr(vexora_async, name)
         if callable(obj):
             assert obj.__doc__, name
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    """docs/api.md lists every exported name, so the reference is complete."""
+    api = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. \w+:: (\w+)$", api, flags=re.MULTILINE))
+    assert set(vexora_async.__all__) <= documented
