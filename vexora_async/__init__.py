@@ -25,6 +25,7 @@ from ._models import (
 from ._operations import Operation
 from ._retry import RetryPolicy
 from ._signer import canonical_string, sign, verify
+from ._sqlite_ledger import SQLiteLedger
 from ._trade_no import new_trade_no
 from ._version import __version__
 from .exceptions import (
@@ -34,6 +35,7 @@ from .exceptions import (
     GatewayError,
     HTTPStatusError,
     InvalidRequestError,
+    LedgerError,
     OutcomeUnknown,
     PayoutOutcomeUnknown,
     RequestRejected,
@@ -61,6 +63,7 @@ __all__ = [
     "InvalidRequestError",
     "Ledger",
     "LedgerEntry",
+    "LedgerError",
     "MemoryLedger",
     "Middleware",
     "Operation",
@@ -72,6 +75,7 @@ __all__ = [
     "RequestRejected",
     "RequestTimeout",
     "RetryPolicy",
+    "SQLiteLedger",
     "SignatureError",
     "StatusKind",
     "TransactionStatus",

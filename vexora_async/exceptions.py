@@ -9,6 +9,7 @@ The tree::
     VexoraError                      base of everything below
     ├── InvalidRequestError          bad input; nothing was sent
     ├── ConflictingRequestError      same tradeNo, different payload; nothing sent
+    ├── LedgerError                  the ledger could not claim a tradeNo; nothing sent
     ├── TransportError               the HTTP exchange failed
     │   ├── ConnectError             never reached the gateway (safe to retry)
     │   └── RequestTimeout           a read-only call timed out
@@ -82,6 +83,16 @@ class ConflictingRequestError(VexoraError):
 
     One tradeNo is one logical payout. A different amount, account, name or
     bank under the same tradeNo is a bug in the caller, never a retry.
+    """
+
+
+class LedgerError(VexoraError):
+    """The ledger failed while claiming a tradeNo; nothing was sent.
+
+    Raised when your ledger's store (SQLite, Redis, ...) is unavailable
+    before the request is sent. A failure to *record* an outcome after
+    sending does not raise this: the outcome is returned (or raised) as it
+    is, and the failure is logged.
     """
 
 
@@ -213,6 +224,7 @@ __all__ = [
     "GatewayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "LedgerError",
     "OutcomeUnknown",
     "PayoutOutcomeUnknown",
     "RequestRejected",
