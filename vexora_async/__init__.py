@@ -21,7 +21,19 @@ from ._models import (
     StatusKind,
     TransactionStatus,
 )
+from ._notifications import (
+    DepositNotification,
+    Notification,
+    PayoutNotification,
+    parse_notification,
+)
 from ._operations import Operation
+from ._receiver import (
+    MemoryNotificationStore,
+    NotificationReceiver,
+    NotificationStore,
+    ReceiverResponse,
+)
 from ._signer import canonical_string, sign, verify
 from ._trade_no import new_trade_no
 from ._version import __version__
@@ -32,11 +44,15 @@ from .exceptions import (
     GatewayError,
     HTTPStatusError,
     InvalidRequestError,
+    MalformedNotification,
+    NotificationError,
+    NotificationTooLarge,
     OutcomeUnknown,
     PayoutOutcomeUnknown,
     RequestRejected,
     RequestTimeout,
     SignatureError,
+    StaleNotification,
     TransportError,
     VexoraError,
 )
@@ -49,22 +65,33 @@ __all__ = [
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",
+    "DepositNotification",
     "DepositRequest",
     "DepositResult",
     "DepositStatus",
     "GatewayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "MalformedNotification",
+    "MemoryNotificationStore",
     "Middleware",
+    "Notification",
+    "NotificationError",
+    "NotificationReceiver",
+    "NotificationStore",
+    "NotificationTooLarge",
     "Operation",
     "OutcomeUnknown",
+    "PayoutNotification",
     "PayoutOutcomeUnknown",
     "PayoutRequest",
     "PayoutResult",
     "PayoutStatus",
+    "ReceiverResponse",
     "RequestRejected",
     "RequestTimeout",
     "SignatureError",
+    "StaleNotification",
     "StatusKind",
     "TransactionStatus",
     "TransportError",
@@ -74,6 +101,7 @@ __all__ = [
     "canonical_string",
     "make_converter",
     "new_trade_no",
+    "parse_notification",
     "sign",
     "verify",
 ]
