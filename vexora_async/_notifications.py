@@ -48,6 +48,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LENIENT_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _PAYIN_FIELDS = ("channelCode", "wayCode")
+_MAX_AMOUNT_DIGITS = 18
 
 
 class _JsonNumber(str):
@@ -142,7 +143,9 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def decode_fields(body: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+def decode_fields(
+    body: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, Any]:
     """Decode a callback body into its fields, numbers kept as literal text.
 
     Raises :class:`~vexora_async.NotificationTooLarge` over *max_bytes* and
@@ -194,6 +197,8 @@ def _json_reason(exc: BaseException) -> str:
 
 
 def _json_type(obj: object) -> str:
+    if isinstance(obj, dict):
+        return "object"
     if isinstance(obj, list):
         return "array"
     if isinstance(obj, _JsonNumber):
@@ -304,10 +309,20 @@ def _amount(fields: Mapping[str, Any]) -> Decimal:
         msg = f"'amount' is not a decimal number ({value[:24]!r})"
         raise MalformedNotification(msg)
     try:
-        return Decimal(text)
-    except InvalidOperation as exc:  # pragma: no cover - the regex rules it out
-        msg = "'amount' is not a decimal number"
+        amount = Decimal(text)
+    # An exponent beyond Decimal's range ("1e99999999999999999999").
+    except InvalidOperation as exc:
+        msg = "'amount' is out of range"
         raise MalformedNotification(msg) from exc
+    # No amount of money needs more; a wilder one would only fail later, in
+    # the handler's arithmetic or database, as something other than ours.
+    exponent = amount.as_tuple().exponent
+    if amount.adjusted() > _MAX_AMOUNT_DIGITS or (
+        isinstance(exponent, int) and exponent < -_MAX_AMOUNT_DIGITS
+    ):
+        msg = "'amount' is out of range"
+        raise MalformedNotification(msg)
+    return amount
 
 
 def _timestamp(fields: Mapping[str, Any]) -> int | None:
@@ -358,7 +373,7 @@ def check_age(
 
 
 def parse_notification(
-    body: bytes,
+    body: bytes | bytearray | memoryview,
     app_secret: str,
     *,
     kind: NotificationKind | None = None,
@@ -420,7 +435,10 @@ def parse_notification(
 
 
 def describe(
-    body: bytes, app_secret: str, *, max_bytes: int = DEFAULT_MAX_BYTES
+    body: bytes | bytearray | memoryview,
+    app_secret: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[str, str, object]:
     """Return the canonical string, the expected and the received sign.
 
