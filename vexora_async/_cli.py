@@ -62,12 +62,17 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vexora_async",
         description="Tools for the Vexora payment gateway SDK.",
+        # "--secret VALUE" must never pass for "--secret-env VALUE".
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=__version__)
     subparsers = parser.add_subparsers(title="commands", dest="command")
     for command in commands:
         sub = subparsers.add_parser(
-            command.name, help=command.help, description=command.help
+            command.name,
+            help=command.help,
+            description=command.help,
+            allow_abbrev=False,
         )
         command.configure(sub)
         sub.set_defaults(_run=command.run)

@@ -83,9 +83,13 @@ def run(args: argparse.Namespace) -> int:
     """Verify the saved body; print what was signed and the verdict."""
     secret = os.environ.get(args.secret_env, "")
     if not secret:
+        # Name only the default: whoever typed the secret itself after
+        # --secret-env must not see it echoed into a log or a screenshot.
+        name = (
+            SECRET_ENV if args.secret_env == SECRET_ENV else "the --secret-env variable"
+        )
         print(  # noqa: T201 - a command line prints
-            f"error: set {args.secret_env} to the app secret "
-            "(it is never taken as an argument)",
+            f"error: set {name} to the app secret (it is never taken as an argument)",
             file=sys.stderr,
         )
         return EXIT_USAGE
