@@ -43,12 +43,14 @@ class Recorder:
         self.max_running = 0
         self.cancelled = 0
 
-    async def __call__(self, notification: Notification, already: bool) -> None:  # noqa: FBT001 - the receiver's calling convention
+    async def __call__(
+        self, notification: Notification, *, already_handled: bool
+    ) -> None:
         """Record the call; stall on *gate*; raise if told to fail."""
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
-            self.calls.append((notification, already))
+            self.calls.append((notification, already_handled))
             if self.gate is not None:
                 await self.gate.wait()
             if self.fail:
@@ -130,8 +132,8 @@ async def test_duplicates_credit_once(receiver: NotificationReceiver) -> None:
     """A handler that trusts the flag credits a repeated callback once."""
     credited: list[str] = []
 
-    async def credit(n: Notification, already: bool) -> None:  # noqa: FBT001 - the receiver's calling convention
-        if not already:
+    async def credit(n: Notification, *, already_handled: bool) -> None:
+        if not already_handled:
             credited.append(n.trade_no)
 
     receiver = NotificationReceiver(SECRET, credit)

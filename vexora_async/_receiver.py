@@ -42,9 +42,19 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: ``async def handler(notification, already_handled) -> None``. Return to
-#: acknowledge; raise to make the gateway deliver it again.
-Handler = Callable[[Notification, bool], Awaitable[object]]
+
+class Handler(Protocol):
+    """``async def handler(notification, *, already_handled) -> None``.
+
+    Return to acknowledge; raise to make the gateway deliver it again.
+    """
+
+    def __call__(
+        self, notification: Notification, /, *, already_handled: bool
+    ) -> Awaitable[object]:
+        """Handle one verified notification."""
+        ...
+
 
 _TEXT = "text/plain; charset=utf-8"
 
@@ -169,7 +179,7 @@ class NotificationReceiver:
 
     For each POST it reads the body (at most *max_body_bytes*), verifies it
     with :func:`~vexora_async.parse_notification` (with *kind* and
-    *max_age*), and awaits ``handler(notification, already_handled)``.
+    *max_age*), and awaits ``handler(notification, already_handled=...)``.
     *already_handled* is true when *store* says this (kind, tradeNo,
     status) was handled before; deliveries of the same one never run the
     handler concurrently.
@@ -290,7 +300,7 @@ class NotificationReceiver:
                 already_handled,
             )
             try:
-                await self._handler(notification, already_handled)
+                await self._handler(notification, already_handled=already_handled)
             # The handler is user code: whatever it raises, the gateway must
             # deliver again, and the server must not crash.
             except Exception:
