@@ -101,7 +101,13 @@ class _NotificationFields:
 
 @attrs.frozen(kw_only=True)
 class PayoutNotification(_NotificationFields):
-    """A verified callback about a payout (disbursement)."""
+    """A verified callback about a payout (disbursement).
+
+    Fields: *trade_no*, *status* (a :class:`TransactionStatus`), *amount*
+    (the amount moved, a ``Decimal``), and, when sent, *platform_trade_no*,
+    *message*, *success_time* (naive, gateway-local), *timestamp* (epoch
+    milliseconds); *raw* is the body as verified.
+    """
 
     kind: ClassVar[NotificationKind] = "payout"
 
@@ -110,7 +116,8 @@ class PayoutNotification(_NotificationFields):
 class DepositNotification(_NotificationFields):
     """A verified callback about a pay-in (deposit).
 
-    *channel_code* and *way_code* are the pay-in's channel (``EWALLET``) and
+    The fields of :class:`PayoutNotification`, and *channel_code* and
+    *way_code*: the pay-in's channel (``EWALLET``) and
     wallet (``KBZPAY``, ``WAVEPAY``), when the gateway sends them.
     """
 
