@@ -1,4 +1,4 @@
-"""Shared fixtures: a client wired to a respx router, and request factories."""
+"""Shared fixtures: a client wired to a respx router, request and callback factories."""
 
 from __future__ import annotations
 
