@@ -22,7 +22,19 @@ from ._models import (
     StatusKind,
     TransactionStatus,
 )
+from ._notifications import (
+    DepositNotification,
+    Notification,
+    PayoutNotification,
+    parse_notification,
+)
 from ._operations import Operation
+from ._receiver import (
+    MemoryNotificationStore,
+    NotificationReceiver,
+    NotificationStore,
+    ReceiverResponse,
+)
 from ._retry import RetryPolicy
 from ._signer import canonical_string, sign, verify
 from ._sqlite_ledger import SQLiteLedger
@@ -36,11 +48,15 @@ from .exceptions import (
     HTTPStatusError,
     InvalidRequestError,
     LedgerError,
+    MalformedNotification,
+    NotificationError,
+    NotificationTooLarge,
     OutcomeUnknown,
     PayoutOutcomeUnknown,
     RequestRejected,
     RequestTimeout,
     SignatureError,
+    StaleNotification,
     TransportError,
     VexoraError,
 )
@@ -54,6 +70,7 @@ __all__ = [
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",
+    "DepositNotification",
     "DepositRequest",
     "DepositResult",
     "DepositStatus",
@@ -64,19 +81,29 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "MalformedNotification",
     "MemoryLedger",
+    "MemoryNotificationStore",
     "Middleware",
+    "Notification",
+    "NotificationError",
+    "NotificationReceiver",
+    "NotificationStore",
+    "NotificationTooLarge",
     "Operation",
     "OutcomeUnknown",
+    "PayoutNotification",
     "PayoutOutcomeUnknown",
     "PayoutRequest",
     "PayoutResult",
     "PayoutStatus",
+    "ReceiverResponse",
     "RequestRejected",
     "RequestTimeout",
     "RetryPolicy",
     "SQLiteLedger",
     "SignatureError",
+    "StaleNotification",
     "StatusKind",
     "TransactionStatus",
     "TransportError",
@@ -86,6 +113,7 @@ __all__ = [
     "canonical_string",
     "make_converter",
     "new_trade_no",
+    "parse_notification",
     "sign",
     "verify",
 ]
