@@ -1,4 +1,4 @@
-"""Shared fixtures: a client wired to a respx router, and request factories."""
+"""Shared fixtures: a client wired to a respx router, request and callback factories."""
 
 from __future__ import annotations
 
@@ -107,3 +107,61 @@ async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
         ) as vexora,
     ):
         yield vexora
+
+
+# -- callbacks ---------------------------------------------------------------
+
+#: The fact sheet's callback vector (secret ``app-secret-0001``).
+CALLBACK_FIELDS: dict[str, Any] = {
+    "platFormTradeNo": "vx8f3k29d0qplm7x2",
+    "tradeNo": "VX20260331004567",
+    "amount": "100",
+    "status": "0000",
+    "message": "SUCCESS",
+    "successTime": "2026-03-31 18:34:31",
+    "timestamp": "1774953271000",
+}
+CALLBACK_SIGN = "11cf5c6a611d50f5ffde1befab3cd912"
+CALLBACK_BODY = (
+    b'{"platFormTradeNo":"vx8f3k29d0qplm7x2","tradeNo":"VX20260331004567",'
+    b'"amount":"100","status":"0000","message":"SUCCESS",'
+    b'"successTime":"2026-03-31 18:34:31","timestamp":"1774953271000",'
+    b'"sign":"11cf5c6a611d50f5ffde1befab3cd912"}'
+)
+
+
+class Num:
+    """A JSON number written exactly as *text*: ``Num("3.0000")``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def json_text(value: Any) -> str:
+    """Serialise JSON, writing :class:`Num` values as bare numbers."""
+    if isinstance(value, Num):
+        return value.text
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k)}:{json_text(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def callback(
+    overrides: dict[str, Any] | None = None,
+    *,
+    drop: tuple[str, ...] = (),
+    secret: str = SECRET,
+) -> bytes:
+    """Return the vector's callback with *overrides*, re-signed with *secret*.
+
+    The sign is computed over the values as written (a :class:`Num`'s text),
+    as the gateway does. Fields in *drop* are left out.
+    """
+    fields = {**CALLBACK_FIELDS, **(overrides or {})}
+    fields = {k: v for k, v in fields.items() if k not in drop}
+    signed = {k: v.text if isinstance(v, Num) else v for k, v in fields.items()}
+    fields["sign"] = sign(signed, secret)
+    return json_text(fields).encode()
