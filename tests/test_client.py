@@ -53,7 +53,7 @@ from conftest import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     import respx
 
@@ -777,8 +777,9 @@ async def test_http_status_excerpt_survives_bad_utf8(
     assert error.body_excerpt.endswith(" bad gateway")
 
 
-def _http_date(delta: timedelta) -> str:
-    return format_datetime(datetime.now(timezone.utc) + delta, usegmt=True)
+def _http_date(seconds_from_now: int) -> str:
+    when = datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)
+    return format_datetime(when, usegmt=True)
 
 
 @pytest.mark.parametrize(
@@ -787,14 +788,23 @@ def _http_date(delta: timedelta) -> str:
         ("7", 7.0, 7.0),
         (" 120 ", 120.0, 120.0),
         ("0", 0.0, 0.0),
-        (_http_date(timedelta(hours=-1)), 0.0, 0.0),
-        (_http_date(timedelta(seconds=600)), 300.0, 600.0),
+        (-3600, 0.0, 0.0),
+        (600, 590.0, 600.0),
     ],
 )
 async def test_retry_after_is_parsed(
-    client: VexoraClient, router: respx.MockRouter, header: str, low: float, high: float
+    client: VexoraClient,
+    router: respx.MockRouter,
+    header: str | int,
+    low: float,
+    high: float,
 ) -> None:
-    """Retry-After in seconds or as an HTTP date becomes seconds to wait."""
+    """Retry-After in seconds or as an HTTP date becomes seconds to wait.
+
+    An int *header* is an HTTP date that many seconds from now.
+    """
+    if isinstance(header, int):
+        header = _http_date(header)
     answer(router, "get_balance", 429, headers={"Retry-After": header})
     error = await raises_from(client.get_balance())
     assert isinstance(error, HTTPStatusError)
@@ -1034,14 +1044,6 @@ async def test_unknown_outcome_is_logged_as_a_warning(
 # -- concurrency ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.lower(), raising=False)
-    yield
-
-
 async def test_1000_concurrent_calls_share_one_pool(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1076,22 +1078,25 @@ async def test_1000_concurrent_calls_share_one_pool(
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
 
+    # The SDK's own client honours proxy variables; this one must go direct.
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    with _no_proxies(monkeypatch):
-        async with (
-            server,
-            VexoraClient(
-                MERCHANT_NO,
-                SECRET,
-                f"http://127.0.0.1:{port}/myanmar",
-                max_connections=20,
-            ) as client,
-        ):
-            trade_nos = [f"VX{i:06d}" for i in range(1000)]
-            results = await asyncio.gather(*(client.get_payout(t) for t in trade_nos))
-        # The client closed its connections; let the server's side finish.
-        await asyncio.gather(*handlers)
+    async with (
+        server,
+        VexoraClient(
+            MERCHANT_NO,
+            SECRET,
+            f"http://127.0.0.1:{port}/myanmar",
+            max_connections=20,
+        ) as client,
+    ):
+        trade_nos = [f"VX{i:06d}" for i in range(1000)]
+        results = await asyncio.gather(*(client.get_payout(t) for t in trade_nos))
+    # The client closed its connections; let the server's side finish.
+    await asyncio.gather(*handlers)
     assert [r.trade_no for r in results] == trade_nos
     assert all(r.status.is_success for r in results)
     assert served == 1000
