@@ -620,6 +620,8 @@ NOT_SENT = [
     httpx.ConnectError("connection refused"),
     httpx.ConnectTimeout("connect timed out"),
     httpx.PoolTimeout("no connection free"),
+    httpx.ProxyError("the proxy refused the tunnel"),
+    httpx.UnsupportedProtocol("no transport for this scheme"),
 ]
 
 
@@ -1039,6 +1041,31 @@ async def test_unknown_outcome_is_logged_as_a_warning(
     assert len(warnings) == 1
     assert PAYOUT_TRADE_NO in warnings[0].getMessage()
     assert "outcome unknown" in warnings[0].getMessage()
+
+
+async def test_unknown_outcome_with_reconciliation_off_is_still_a_warning(
+    client: VexoraClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even with reconciliation off, the operator hears about an unknown payout."""
+    caplog.set_level(logging.WARNING, logger="vexora_async")
+    fail_with(router, "create_payout", httpx.ReadTimeout("slow"))
+    with pytest.raises(PayoutOutcomeUnknown):
+        await client.create_payout(make_payout())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("reconciliation is off" in w and PAYOUT_TRADE_NO in w for w in warnings)
+
+
+@pytest.mark.parametrize("name", ALL_CALLS)
+async def test_gateway_msg_is_redacted(
+    client: VexoraClient, router: respx.MockRouter, name: str
+) -> None:
+    """A gateway msg echoing the secret or an account number is redacted."""
+    msg = f"bad sign for {SECRET} on account 3560123456789012"
+    answer(router, name, 200, json=envelope(None, code="8000", msg=msg))
+    error = await raises_from(invoke(client, name))
+    assert SECRET not in str(error)
+    assert isinstance(error, RequestRejected)
+    assert error.msg == "bad sign for <secret> on account ****9012"
 
 
 # -- concurrency ------------------------------------------------------------

@@ -424,7 +424,6 @@ def test_deposit_result_status_is_optional() -> None:
         (PayoutResult, {"tradeNo": {"x": 1}, "status": "0015"}, "trade_no"),
         (PayoutResult, {"tradeNo": True, "status": "0015"}, "trade_no"),
         (PayoutResult, {"tradeNo": "T", "status": "0015", "amount": "abc"}, "amount"),
-        (PayoutResult, {"tradeNo": "T", "status": "0015", "amount": ""}, "amount"),
         (PayoutResult, {"tradeNo": "T", "status": "0015", "amount": True}, "amount"),
         (PayoutResult, {"tradeNo": "T", "status": "0015", "amount": [1]}, "amount"),
         (
@@ -481,3 +480,14 @@ def test_decode_data_of_arbitrary_json(cls: type[Any], data: dict[str, Any]) -> 
         return
     assert isinstance(result, cls)
     assert result.raw == data
+
+
+def test_empty_optional_amount_reads_as_not_given() -> None:
+    """An empty amount does not hide the readable status next to it."""
+    codec = WireCodec.create()
+    status = codec.decode_data(
+        Envelope(code="0000", data={"tradeNo": "T", "status": "0000", "amount": ""}),
+        PayoutStatus,
+    )
+    assert status.status.is_success
+    assert status.amount is None

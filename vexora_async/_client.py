@@ -63,7 +63,16 @@ CODE_OK = "0000"
 CODE_REJECTED = "8000"
 _EXCERPT_CHARS = 200
 # A failure to reach the gateway at all: the request provably was not sent.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Building the request (a bad URL, an unsupported scheme) or reaching a proxy
+# fails before anything reaches the gateway too.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
 _UNSET: Any = object()
 
 
@@ -558,10 +567,12 @@ class VexoraClient:
                     call, f"the answer could not be read: {exc}"
                 ) from exc
             raise _with_identity(exc, call) from exc.__cause__
+        # The gateway's msg is free text: never let it carry the secret out.
+        msg = self._redact(envelope.msg)
         if envelope.code == CODE_REJECTED:
             raise RequestRejected(
                 envelope.code,
-                envelope.msg,
+                msg,
                 operation=operation.label,
                 trade_no=call.trade_no,
             )
@@ -569,11 +580,11 @@ class VexoraClient:
             # 5000 ("do NOT treat as failed") and any code the docs do not
             # define: the transaction may exist.
             raise self._unknown(
-                call, f"the gateway answered code {envelope.code}: {envelope.msg}"
+                call, f"the gateway answered code {envelope.code}: {msg}"
             )
         raise GatewayError(
             envelope.code,
-            envelope.msg,
+            msg,
             operation=operation.label,
             trade_no=call.trade_no,
         )
@@ -640,8 +651,11 @@ class VexoraClient:
 
     def _excerpt(self, content: bytes) -> str:
         text = content[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-        text = text.replace(self._secret.value, "<secret>")
-        return mask_digit_runs(text)[:_EXCERPT_CHARS]
+        return self._redact(text)[:_EXCERPT_CHARS]
+
+    def _redact(self, text: str) -> str:
+        """Remove the secret and mask account-like digit runs from gateway text."""
+        return mask_digit_runs(text.replace(self._secret.value, "<secret>"))
 
     def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
         logger.info(
