@@ -52,3 +52,10 @@ def docs(session: nox.Session) -> None:
         "docs",
         os.path.join("docs", "_build", "html"),  # noqa: PTH118 - nox passes strings
     )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the demo: a local sandbox, 1,000 payouts, callbacks, a summary."""
+    session.install(".[demo]")
+    session.run("python", "-m", "vexora_async", "demo", *session.posargs)

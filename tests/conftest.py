@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,14 @@ import httpx
 import pytest
 import respx
 from vexora_async import BankCode, DepositRequest, PayoutRequest, VexoraClient, sign
+from vexora_async.testing import (
+    SANDBOX_APP_SECRET,
+    SANDBOX_MERCHANT_NO,
+    FakeGateway,
+    SandboxApp,
+    SandboxConfig,
+    serve_sandbox,
+)
 
 
 if TYPE_CHECKING:
@@ -165,3 +174,78 @@ def callback(
     signed = {k: v.text if isinstance(v, Num) else v for k, v in fields.items()}
     fields["sign"] = sign(signed, secret)
     return json_text(fields).encode()
+
+
+# -- the sandbox gateway (vexora_async.testing) -----------------------------
+# The package's pytest plugin offers the same fixtures to users; these are
+# defined here so that the suite does not depend on the plugin's entry point
+# being installed (and does not register it twice once it is).
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    """Return a sandbox gateway that settles only when told to."""
+    return FakeGateway(SandboxConfig(settle_delay=None, time_scale=0.001))
+
+
+@pytest.fixture
+async def sandbox(gateway: FakeGateway) -> AsyncIterator[SandboxApp]:
+    """Yield the gateway's ASGI app, started."""
+    async with SandboxApp(gateway) as app:
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def in_process_client(app: SandboxApp) -> AsyncIterator[VexoraClient]:
+    """Open a client that reaches *app* in process."""
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http,
+        VexoraClient(
+            SANDBOX_MERCHANT_NO,
+            SANDBOX_APP_SECRET,
+            "http://127.0.0.1/sandbox",
+            http_client=http,
+        ) as vexora,
+    ):
+        yield vexora
+
+
+@contextlib.asynccontextmanager
+async def loopback_client(app: SandboxApp) -> AsyncIterator[VexoraClient]:
+    """Serve *app* on loopback; open a client on default settings to it."""
+    async with (
+        serve_sandbox(app) as url,
+        VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url) as vexora,
+    ):
+        yield vexora
+
+
+@pytest.fixture
+async def sandbox_client(sandbox: SandboxApp) -> AsyncIterator[VexoraClient]:
+    """Yield a client talking to the sandbox in process."""
+    async with in_process_client(sandbox) as vexora:
+        yield vexora
+
+
+@pytest.fixture
+async def socket_url(sandbox: SandboxApp) -> AsyncIterator[str]:
+    """Serve the sandbox on a free loopback port; yield its base URL."""
+    async with serve_sandbox(sandbox) as url:
+        yield url
+
+
+@pytest.fixture
+async def socket_client(socket_url: str) -> AsyncIterator[VexoraClient]:
+    """Yield a client on default settings talking to the sandbox over loopback."""
+    async with VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url) as c:
+        yield c
+
+
+@pytest.fixture(params=["in-process", "socket"])
+async def any_client(
+    request: pytest.FixtureRequest, sandbox: SandboxApp
+) -> AsyncIterator[VexoraClient]:
+    """Yield a sandbox client in process, then one over a loopback socket."""
+    opener = in_process_client if request.param == "in-process" else loopback_client
+    async with opener(sandbox) as vexora:
+        yield vexora

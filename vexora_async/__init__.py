@@ -6,6 +6,7 @@ balance, pay-ins, and the gateway's signed callbacks.
 
 from __future__ import annotations
 
+from ._batch import BatchProgress, OutcomeKind, PayoutOutcome
 from ._client import VexoraClient
 from ._converter import make_converter
 from ._ledger import Claim, EntryState, Ledger, LedgerEntry, MemoryLedger
@@ -65,6 +66,7 @@ from .exceptions import (
 __all__ = [
     "Balance",
     "BankCode",
+    "BatchProgress",
     "Call",
     "Claim",
     "ConflictingRequestError",
@@ -91,8 +93,10 @@ __all__ = [
     "NotificationStore",
     "NotificationTooLarge",
     "Operation",
+    "OutcomeKind",
     "OutcomeUnknown",
     "PayoutNotification",
+    "PayoutOutcome",
     "PayoutOutcomeUnknown",
     "PayoutRequest",
     "PayoutResult",

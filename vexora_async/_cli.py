@@ -30,7 +30,11 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 #: The modules that provide commands, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("vexora_async._cli_verify",)
+COMMANDS: tuple[str, ...] = (
+    "vexora_async._cli_demo",
+    "vexora_async._cli_sandbox",
+    "vexora_async._cli_verify",
+)
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._batch import DEFAULT_CONCURRENCY, create_payouts
 from ._converter import AmountFormat, WireCodec
 from ._idempotency import IdempotencyMiddleware
 from ._ledger import Ledger, MemoryLedger
@@ -52,8 +53,16 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterable,
+        Callable,
+        Iterable,
+        Sequence,
+    )
     from types import TracebackType
+
+    from ._batch import BatchProgress, PayoutOutcome
 
 
 logger = logging.getLogger("vexora_async")
@@ -679,6 +688,36 @@ class VexoraClient:
                 code,
                 elapsed_ms,
             )
+
+    # -- many payouts -------------------------------------------------------
+
+    def create_payouts(
+        self,
+        requests: Iterable[PayoutRequest] | AsyncIterable[PayoutRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+    ) -> AsyncGenerator[PayoutOutcome, None]:
+        """Send many payouts; yield one :class:`PayoutOutcome` per request.
+
+        *requests* is any iterable or async iterable of
+        :class:`PayoutRequest`, read lazily (a generator of 100,000 requests
+        keeps memory flat). A fixed pool of *concurrency* workers sends them
+        through :meth:`create_payout`. Outcomes come **in completion order**,
+        not input order; each carries its request. No error stops the batch:
+        each becomes an outcome of kind accepted, rejected, unknown (with its
+        tradeNo, to resolve by :meth:`get_payout`) or error (not executed).
+        *on_progress* is called with a :class:`BatchProgress` before each
+        outcome is yielded. Leaving the loop early or cancelling it cancels
+        the workers; ``contextlib.aclosing`` makes that immediate::
+
+            async with contextlib.aclosing(client.create_payouts(reqs)) as it:
+                async for outcome in it:
+                    ...
+        """
+        return create_payouts(
+            self, requests, concurrency=concurrency, on_progress=on_progress
+        )
 
 
 def _cut(limit: float | None, remaining: float) -> float:
