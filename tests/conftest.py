@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 import pytest
 import respx
-from vexora_async import BankCode, DepositRequest, PayoutRequest, VexoraClient, sign
+from vexora_async import (
+    BankCode,
+    DepositRequest,
+    PayoutRequest,
+    RetryPolicy,
+    VexoraClient,
+    sign,
+)
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
@@ -30,6 +37,12 @@ MERCHANT_NO = "1000000001"
 BASE_URL = "http://127.0.0.1:8090/myanmar"
 NOTIFY_URL = "http://127.0.0.1:8091/vexora/notify"
 FIXED_MS = 1719876543210
+#: One HTTP exchange per call: no retry, no reconciliation, no confirming
+#: query. For tests that pin down how one faulty exchange reaches a client.
+ONE_EXCHANGE = RetryPolicy(max_retries=0, reconcile=False, verify_rejections=False)
+#: The SDK's default layers (retries, reconciliation, confirmed rejections)
+#: with near-zero backoff: what production does, at test speed.
+FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=20)
 
 
 def envelope(
@@ -196,8 +209,10 @@ async def sandbox(gateway: FakeGateway) -> AsyncIterator[SandboxApp]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_client(app: SandboxApp) -> AsyncIterator[VexoraClient]:
-    """Open a client that reaches *app* in process."""
+async def in_process_client(
+    app: SandboxApp, retry: RetryPolicy = FAST_RETRY
+) -> AsyncIterator[VexoraClient]:
+    """Open a client with the *retry* policy that reaches *app* in process."""
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http,
         VexoraClient(
@@ -205,19 +220,22 @@ async def in_process_client(app: SandboxApp) -> AsyncIterator[VexoraClient]:
             SANDBOX_APP_SECRET,
             "http://127.0.0.1/sandbox",
             http_client=http,
+            retry=retry,
         ) as vexora,
     ):
         yield vexora
 
 
 @contextlib.asynccontextmanager
-async def loopback_client(app: SandboxApp) -> AsyncIterator[VexoraClient]:
-    """Serve *app* on loopback; open a client on default settings to it."""
+async def loopback_client(
+    app: SandboxApp, retry: RetryPolicy = FAST_RETRY
+) -> AsyncIterator[VexoraClient]:
+    """Serve *app* on loopback; open a client with the *retry* policy to it."""
     async with (
         serve_sandbox(app) as url,
-        VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url) as vexora,
+        VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url, retry=retry) as c,
     ):
-        yield vexora
+        yield c
 
 
 @pytest.fixture
@@ -236,8 +254,10 @@ async def socket_url(sandbox: SandboxApp) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def socket_client(socket_url: str) -> AsyncIterator[VexoraClient]:
-    """Yield a client on default settings talking to the sandbox over loopback."""
-    async with VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url) as c:
+    """Yield a client (default layers, fast backoff) to the sandbox over loopback."""
+    async with VexoraClient(
+        SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url, retry=FAST_RETRY
+    ) as c:
         yield c
 
 
@@ -245,7 +265,45 @@ async def socket_client(socket_url: str) -> AsyncIterator[VexoraClient]:
 async def any_client(
     request: pytest.FixtureRequest, sandbox: SandboxApp
 ) -> AsyncIterator[VexoraClient]:
-    """Yield a sandbox client in process, then one over a loopback socket."""
+    """Yield a sandbox client in process, then one over a loopback socket.
+
+    Both have the default layers with fast backoff (:data:`FAST_RETRY`).
+    """
     opener = in_process_client if request.param == "in-process" else loopback_client
     async with opener(sandbox) as vexora:
         yield vexora
+
+
+class ClientPair(NamedTuple):
+    """Two clients to one sandbox: raw single exchanges, and the SDK's defaults."""
+
+    one_exchange: VexoraClient
+    default: VexoraClient
+
+
+@pytest.fixture(params=["in-process", "socket"])
+async def client_pair(
+    request: pytest.FixtureRequest, sandbox: SandboxApp
+) -> AsyncIterator[ClientPair]:
+    """Yield a :class:`ClientPair` in process, then over a loopback socket.
+
+    ``one_exchange`` uses :data:`ONE_EXCHANGE` (each fault shows raw);
+    ``default`` the default layers with :data:`FAST_RETRY`'s backoff.
+    """
+    if request.param == "in-process":
+        async with (
+            in_process_client(sandbox, ONE_EXCHANGE) as raw,
+            in_process_client(sandbox) as default,
+        ):
+            yield ClientPair(raw, default)
+        return
+    async with (
+        serve_sandbox(sandbox) as url,
+        VexoraClient(
+            SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url, retry=ONE_EXCHANGE
+        ) as raw,
+        VexoraClient(
+            SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url, retry=FAST_RETRY
+        ) as default,
+    ):
+        yield ClientPair(raw, default)

@@ -23,7 +23,7 @@ from vexora_async.testing import (
     FaultPlan,
 )
 
-from conftest import make_payout
+from conftest import FAST_RETRY, ONE_EXCHANGE, ClientPair, make_payout
 
 
 CREATE, QUERY = Operation.CREATE_PAYOUT, Operation.GET_PAYOUT
@@ -114,7 +114,7 @@ def test_fault_constructors_check_their_arguments() -> None:
         (Fault.system_error(), PayoutOutcomeUnknown, True),
         (Fault.system_error(executed=False), PayoutOutcomeUnknown, False),
         (Fault.garbage(), PayoutOutcomeUnknown, True),
-        (Fault.rate_limited(0.5), HTTPStatusError, False),
+        (Fault.rate_limited(1), HTTPStatusError, False),
     ],
     ids=[
         "drop",
@@ -129,32 +129,63 @@ def test_fault_constructors_check_their_arguments() -> None:
     ],
 )
 async def test_each_fault_reaches_the_client_as_its_exception(
-    any_client: VexoraClient,
+    client_pair: ClientPair,
     gateway: FakeGateway,
     fault: Fault,
     error: type[Exception],
     *,
     executed: bool,
 ) -> None:
-    """In process and over a socket, a payout's fault maps to the right error.
+    """One faulty exchange maps to its error; the SDK's defaults settle it.
 
-    An unknown outcome carries the tradeNo, and the gateway's state shows
-    whether the payout was really made.
+    With one exchange per call, in process and over a socket, an unknown
+    outcome carries the tradeNo and the gateway's state shows whether the
+    payout was really made. With the default layers, the same fault ends in
+    an accepted payout executed once: resent when the gateway did not take
+    it, found by a status query (never resent) when it did.
     """
     gateway.faults.queue(fault)
     with pytest.raises(error) as caught:
-        await any_client.create_payout(make_payout(trade_no="F1"))
+        await client_pair.one_exchange.create_payout(make_payout(trade_no="F1"))
     assert gateway.stats.faults[fault.kind] == 1
     assert ("F1" in gateway.payouts) is executed
     assert gateway.stats.executions["F1"] == int(executed)
     if isinstance(caught.value, PayoutOutcomeUnknown):
         assert caught.value.trade_no == "F1"
-        status = await any_client.get_payout("F1") if executed else None
+        status = await client_pair.one_exchange.get_payout("F1") if executed else None
         assert status is None or status.status == "0015"
     if fault.kind is FaultKind.RATE_LIMITED:
         assert isinstance(caught.value, HTTPStatusError)
         assert caught.value.status_code == 429
-        assert caught.value.retry_after == 0.5
+        assert caught.value.retry_after == 1.0
+
+    gateway.faults.queue(fault)
+    creates_before = gateway.stats.requests[CREATE.path]
+    result = await client_pair.default.create_payout(make_payout(trade_no="F2"))
+    assert (result.trade_no, result.status) == ("F2", "0015")
+    assert gateway.stats.faults[fault.kind] == 2
+    assert gateway.stats.executions["F2"] == 1
+    sent = gateway.stats.requests[CREATE.path] - creates_before
+    assert sent == (1 if executed else 2)
+
+
+async def test_a_fractional_retry_after_is_not_honoured(
+    client_pair: ClientPair, gateway: FakeGateway
+) -> None:
+    """The sandbox's compressed ``Retry-After: 0.05`` is not HTTP: it reads as none.
+
+    The default layers then wait their own (here near-zero) backoff and the
+    payout goes through on the second attempt.
+    """
+    gateway.faults.queue(Fault.rate_limited(0.05))
+    with pytest.raises(HTTPStatusError) as caught:
+        await client_pair.one_exchange.create_payout(make_payout(trade_no="R1"))
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after is None
+    gateway.faults.queue(Fault.rate_limited(0.05))
+    result = await client_pair.default.create_payout(make_payout(trade_no="R2"))
+    assert result.status == "0015"
+    assert gateway.stats.executions == {"R2": 1}
 
 
 @pytest.mark.parametrize(
@@ -168,31 +199,55 @@ async def test_each_fault_reaches_the_client_as_its_exception(
     ids=["drop", "500", "5000", "garbage"],
 )
 async def test_faults_on_a_status_query(
-    any_client: VexoraClient,
+    client_pair: ClientPair,
     gateway: FakeGateway,
     fault: Fault,
     error: type[Exception],
 ) -> None:
-    """A query's faults are plain errors: a query has no unknown outcome."""
-    await any_client.create_payout(make_payout(trade_no="Q1"))
+    """A query's fault is a plain error in one exchange; the defaults retry it."""
+    await client_pair.default.create_payout(make_payout(trade_no="Q1"))
     gateway.faults.for_trade_no("Q1", fault, operations=QUERY)
     with pytest.raises(error):
-        await any_client.get_payout("Q1")
-    assert (await any_client.get_payout("Q1")).status == "0015"
+        await client_pair.one_exchange.get_payout("Q1")
+    gateway.faults.for_trade_no("Q1", fault, operations=QUERY)
+    assert (await client_pair.default.get_payout("Q1")).status == "0015"
+    assert gateway.stats.faults[fault.kind] == 2
+    assert gateway.stats.executions["Q1"] == 1
 
 
 async def test_delay_longer_than_the_timeout_executes_anyway(
     socket_url: str, gateway: FakeGateway
 ) -> None:
-    """Over a socket, a client that gives up early still had its payout made."""
+    """Over a socket, a client that gives up early still had its payout made.
+
+    In one exchange that is an unknown outcome; the default layers find the
+    payout by a status query and return it, without sending it again.
+    """
     gateway.faults.queue(Fault.delay(0.5))
     async with VexoraClient(
-        SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url, timeout=0.1
+        SANDBOX_MERCHANT_NO,
+        SANDBOX_APP_SECRET,
+        socket_url,
+        timeout=0.1,
+        retry=ONE_EXCHANGE,
     ) as client:
         with pytest.raises(PayoutOutcomeUnknown) as caught:
             await client.create_payout(make_payout(trade_no="SLOW"))
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
     assert gateway.stats.executions["SLOW"] == 1
+
+    gateway.faults.queue(Fault.delay(0.5))
+    async with VexoraClient(
+        SANDBOX_MERCHANT_NO,
+        SANDBOX_APP_SECRET,
+        socket_url,
+        timeout=0.1,
+        retry=FAST_RETRY,
+    ) as client:
+        result = await client.create_payout(make_payout(trade_no="SLOW2"))
+    assert result.status == "0015"
+    assert gateway.stats.executions["SLOW2"] == 1
+    assert gateway.stats.duplicates["SLOW2"] == 0
 
 
 async def test_short_delay_only_slows_the_answer(

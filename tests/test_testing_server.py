@@ -12,6 +12,7 @@ import pytest
 from vexora_async import (
     ConnectError,
     DepositRequest,
+    Operation,
     RequestRejected,
     VexoraClient,
     VexoraError,
@@ -32,7 +33,7 @@ from vexora_async.testing import (
 )
 from vexora_async.testing._recorder import ACCEPTED
 
-from conftest import make_payout
+from conftest import FAST_RETRY, ONE_EXCHANGE, make_payout
 
 
 slow = pytest.mark.skipif(
@@ -97,27 +98,51 @@ async def test_a_broken_client_cannot_pass(
     options: dict[str, object],
     reason: str,
 ) -> None:
-    """A client with a wrong secret, merchant or clock is refused, nothing paid."""
+    """A client with a wrong secret, merchant or clock is refused, nothing paid.
+
+    The refusal is confirmed by a status query (refused for the same reason)
+    before it reaches the caller; every request the gateway saw was refused.
+    """
     settings: dict[str, object] = {
         "merchant_no": SANDBOX_MERCHANT_NO,
         "app_secret": SANDBOX_APP_SECRET,
         "base_url": socket_url,
+        "retry": FAST_RETRY,
     }
     settings.update(options)
     async with VexoraClient(**settings) as client:  # type: ignore[arg-type]  # test kwargs
         with pytest.raises(RequestRejected):
             await client.create_payout(make_payout())
-    assert gateway.stats.rejections[reason] == 1
+    assert gateway.stats.requests[Operation.CREATE_PAYOUT.path] == 1
+    assert gateway.stats.rejections == {reason: gateway.stats.requests.total()}
     assert not gateway.payouts
 
 
 async def test_a_duplicate_trade_no_is_refused(
-    socket_client: VexoraClient, gateway: FakeGateway
+    socket_url: str, socket_client: VexoraClient, gateway: FakeGateway
 ) -> None:
-    """Sending the same tradeNo twice pays once; the second is a refusal."""
-    await socket_client.create_payout(make_payout(trade_no="DUP"))
-    with pytest.raises(RequestRejected, match="already exists"):
-        await socket_client.create_payout(make_payout(trade_no="DUP"))
+    """The same tradeNo sent again pays once, whoever sends it.
+
+    The same client answers from its ledger without a request. A client
+    that does not remember it (another process, a restart) in one exchange
+    sees the gateway's duplicate refusal; on the default layers it checks
+    the refusal by a status query and gets the existing payout back.
+    """
+    first = await socket_client.create_payout(make_payout(trade_no="DUP"))
+    again = await socket_client.create_payout(make_payout(trade_no="DUP"))
+    assert again.platform_trade_no == first.platform_trade_no
+    assert gateway.stats.requests[Operation.CREATE_PAYOUT.path] == 1
+    async with VexoraClient(
+        SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url, retry=ONE_EXCHANGE
+    ) as forgetful:
+        with pytest.raises(RequestRejected, match="already exists"):
+            await forgetful.create_payout(make_payout(trade_no="DUP"))
+    async with VexoraClient(
+        SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, socket_url, retry=FAST_RETRY
+    ) as restarted:
+        found = await restarted.create_payout(make_payout(trade_no="DUP"))
+    assert found.platform_trade_no == first.platform_trade_no
+    assert gateway.stats.duplicates["DUP"] == 2
     assert gateway.stats.executions["DUP"] == 1
 
 

@@ -111,8 +111,10 @@ class Fault:
     def rate_limited(cls, retry_after: float = 1.0) -> Fault:
         """Answer HTTP 429 with ``Retry-After: retry_after``, never executing.
 
-        A fractional *retry_after* is sent as such (``"0.05"``): not
-        standard HTTP, but it keeps compressed tests fast.
+        A fractional *retry_after* is sent as such (``"0.05"``). That is not
+        standard HTTP, and :class:`~vexora_async.VexoraClient` ignores it
+        (``retry_after`` is ``None``) and falls back to its own backoff,
+        which keeps compressed tests fast. Whole seconds are honoured.
         """
         _check_seconds(retry_after)
         return cls(
