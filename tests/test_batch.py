@@ -13,11 +13,13 @@ from vexora_async import (
     ConnectError,
     HTTPStatusError,
     InvalidRequestError,
+    Operation,
     OutcomeKind,
     PayoutOutcomeUnknown,
     PayoutRequest,
     PayoutResult,
     RequestRejected,
+    RetryPolicy,
     TransactionStatus,
     VexoraClient,
 )
@@ -289,65 +291,100 @@ async def test_leaving_early_with_aclosing_stops_the_workers() -> None:
 async def test_client_method_delegates(
     sandbox_client: VexoraClient, gateway: FakeGateway
 ) -> None:
-    """client.create_payouts sends through the client, to the gateway."""
+    """client.create_payouts sends through the client and its retry layer.
+
+    One 503 is retried into an acceptance; a payout refused with 503 on
+    every attempt ends as an ERROR outcome, not executed.
+    """
+    attempts = sandbox_client.retry_policy.max_retries + 1
     gateway.faults.for_trade_no("B000003", Fault.http_error(503))
-    kinds = Counter(
-        [
-            o.kind
-            async for o in sandbox_client.create_payouts(requests(10), concurrency=3)
-        ]
-    )
+    gateway.faults.for_trade_no("B000005", *[Fault.http_error(503)] * attempts)
+    outcomes = [
+        o async for o in sandbox_client.create_payouts(requests(10), concurrency=3)
+    ]
+    kinds = Counter(o.kind for o in outcomes)
     assert kinds == {OutcomeKind.ACCEPTED: 9, OutcomeKind.ERROR: 1}
-    assert len(gateway.payouts) == 9
+    (error,) = [o for o in outcomes if o.kind is OutcomeKind.ERROR]
+    assert error.trade_no == "B000005"
+    assert isinstance(error.error, HTTPStatusError)
+    assert error.error.status_code == 503
+    assert sorted(gateway.payouts) == sorted(o.trade_no for o in outcomes if o.accepted)
+    assert gateway.stats.faults[FaultKind.HTTP_ERROR] == 1 + attempts
+
+
+#: The default layers with near-zero backoff, so that 10,000 payouts with
+#: retries and reconciliation stay quick.
+BATCH_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=20)
 
 
 async def test_ten_thousand_payouts_with_faults_over_a_socket() -> None:
-    """10,000 payouts, 5% faults: every one accounted for, none paid twice.
+    """10,000 payouts, 5% faults on every call: every one accounted for, none twice.
 
-    Every request has exactly one outcome; accepted ones were executed
-    once; refused and not-sent ones were not executed; every unknown one
-    carries its tradeNo and is resolved afterwards by get_payout: found
-    (executed once) or not known to the gateway (never executed).
+    The retry layer turns nearly every fault into an acceptance. Every
+    request has exactly one outcome, and its kind agrees with the gateway:
+    accepted ones were executed once, refused and not-sent ones never.
+    A few tradeNos are scripted to stay unknown (every query fails) or to
+    be refused on every attempt; each unknown one is settled afterwards by
+    ``client.resolve_payout`` under its own tradeNo, executed exactly once.
     """
     count = 10_000
     gateway = FakeGateway(SandboxConfig(settle_delay=None, callbacks=False))
     gateway.faults.at_rate(0.05, seed=20260331)
-    batch = list(requests(count, "K"))
+    # Lost answers with every reconciliation query lost too: unknown, once
+    # after the gateway paid and once after it did not.
+    lost = BATCH_RETRY.max_reconcile_queries + 1
+    gateway.faults.for_trade_no("K000100", *[Fault.drop()] * lost)
+    gateway.faults.for_trade_no("K000200", *[Fault.drop(executed=False)] * lost)
+    # 503 on every attempt: not executed.
+    refused = BATCH_RETRY.max_retries + 1
+    gateway.faults.for_trade_no("K000300", *[Fault.http_error(503)] * refused)
+    # Above the balance: refused with 8000, and the confirming query finds
+    # nothing. Two harmless scripted faults keep random ones off both calls.
+    too_big = make_payout(trade_no="K000400", amount=10**12)
+    gateway.faults.for_trade_no("K000400", Fault.delay(0), Fault.delay(0))
+    batch = [too_big if r.trade_no == "K000400" else r for r in requests(count, "K")]
     async with (
         serve_sandbox(gateway) as url,
-        VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url) as client,
+        VexoraClient(
+            SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url, retry=BATCH_RETRY
+        ) as client,
     ):
         outcomes = [o async for o in client.create_payouts(batch, concurrency=8)]
+        executed_before = dict(gateway.stats.executions)
         gateway.faults.clear()
-        resolved: dict[str, bool] = {}
-        for outcome in outcomes:
-            if outcome.kind is OutcomeKind.UNKNOWN:
-                assert isinstance(outcome.error, PayoutOutcomeUnknown)
-                assert outcome.error.trade_no == outcome.trade_no
-                try:
-                    status = await client.get_payout(outcome.trade_no)
-                except RequestRejected:
-                    resolved[outcome.trade_no] = False
-                else:
-                    assert status.trade_no == outcome.trade_no
-                    resolved[outcome.trade_no] = True
+        unknown = [o for o in outcomes if o.kind is OutcomeKind.UNKNOWN]
+        resolved = {o.trade_no: await client.resolve_payout(o.request) for o in unknown}
+
     assert sorted(o.trade_no for o in outcomes) == [r.trade_no for r in batch]
-    assert gateway.stats.max_executions == 1
     assert gateway.stats.double_executions == []
-    kinds = Counter(o.kind for o in outcomes)
-    assert kinds[OutcomeKind.REJECTED] == 0
-    assert kinds[OutcomeKind.UNKNOWN] > 0
-    assert kinds[OutcomeKind.ERROR] > 0
+    by_kind: dict[OutcomeKind, set[str]] = {kind: set() for kind in OutcomeKind}
     for outcome in outcomes:
-        executed = gateway.stats.executions[outcome.trade_no]
+        by_kind[outcome.kind].add(outcome.trade_no)
+        executed = executed_before.get(outcome.trade_no, 0)
         if outcome.kind is OutcomeKind.ACCEPTED:
+            assert outcome.result is not None
             assert executed == 1
+            transaction = gateway.payouts[outcome.trade_no]
+            assert outcome.result.platform_trade_no == transaction.platform_trade_no
         elif outcome.kind is OutcomeKind.UNKNOWN:
-            assert executed == int(resolved[outcome.trade_no])
+            assert isinstance(outcome.error, PayoutOutcomeUnknown)
+            assert outcome.error.trade_no == outcome.trade_no
+            assert resolved[outcome.trade_no].trade_no == outcome.trade_no
+            assert gateway.stats.executions[outcome.trade_no] == 1
         else:
-            # Only 503 and 429 are refused before executing.
-            assert isinstance(outcome.error, HTTPStatusError)
-            assert outcome.error.status_code in {429, 503}
             assert executed == 0
+            assert outcome.trade_no not in gateway.payouts
+    assert by_kind[OutcomeKind.REJECTED] == {"K000400"}
+    assert gateway.stats.rejections["balance"] == 1
+    assert {"K000100", "K000200"} <= by_kind[OutcomeKind.UNKNOWN]
+    assert (executed_before.get("K000100"), executed_before.get("K000200")) == (1, None)
+    assert "K000300" in by_kind[OutcomeKind.ERROR]
+    for trade_no in by_kind[OutcomeKind.ERROR]:
+        error = next(o.error for o in outcomes if o.trade_no == trade_no)
+        assert isinstance(error, HTTPStatusError)
+        assert error.status_code in {429, 503}
+    # The random faults were many, and nearly all ended accepted.
     assert sum(gateway.stats.faults.values()) > 0.04 * count
     assert gateway.stats.faults[FaultKind.DROP] > 0
+    assert len(by_kind[OutcomeKind.ACCEPTED]) >= 0.999 * count
+    assert gateway.stats.requests[Operation.GET_PAYOUT.path] > 0.01 * count

@@ -46,23 +46,30 @@ DEFAULT_CONCURRENCY = 20
 
 
 class OutcomeKind(enum.Enum):
-    """What became of one request in a batch."""
+    """What became of one request in a batch.
+
+    Each outcome is what :meth:`~vexora_async.VexoraClient.create_payout`
+    ended with, after the client's retries and reconciliation (see
+    :doc:`/retries`).
+    """
 
     #: The gateway accepted the payout (:attr:`PayoutOutcome.result`,
     #: usually still processing): wait for its callback or query it.
     ACCEPTED = "accepted"
-    #: The gateway refused it with code ``8000``. Under a fresh tradeNo
-    #: nothing was paid; if this tradeNo may have been sent before, the
-    #: refusal can be the gateway's duplicate check: query it.
+    #: The gateway refused it with code ``8000``, and (on the default retry
+    #: policy) a status query confirmed it does not know the tradeNo:
+    #: nothing was paid.
     REJECTED = "rejected"
-    #: It may or may not have been executed: resolve it by
-    #: ``client.get_payout(outcome.trade_no)``; never resend it under a new
-    #: tradeNo.
+    #: It may or may not have been executed, and reconciliation did not find
+    #: out within the deadline: settle it later with
+    #: ``client.resolve_payout(outcome.request)``; never resend it under a
+    #: new tradeNo.
     UNKNOWN = "unknown"
     #: The call failed in a way that means it was not executed: the gateway
-    #: was not reached or answered 429 or 503 (send it again under the same
-    #: tradeNo), or the request was invalid or conflicts with another payload
-    #: under its tradeNo (:class:`~vexora_async.InvalidRequestError`,
+    #: was not reached or answered 429 or 503 on every attempt (send it
+    #: again later under the same tradeNo), or the request was invalid or
+    #: conflicts with another payload under its tradeNo
+    #: (:class:`~vexora_async.InvalidRequestError`,
     #: :class:`~vexora_async.ConflictingRequestError`: fix it first).
     ERROR = "error"
 
@@ -82,7 +89,7 @@ class PayoutOutcome:
 
     @property
     def trade_no(self) -> str:
-        """The request's tradeNo: the key to query or resend it by."""
+        """The request's tradeNo: the key to query or resolve it by."""
         return self.request.trade_no
 
     @property

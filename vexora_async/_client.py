@@ -705,8 +705,8 @@ class VexoraClient:
         keeps memory flat). A fixed pool of *concurrency* workers sends them
         through :meth:`create_payout`. Outcomes come **in completion order**,
         not input order; each carries its request. No error stops the batch:
-        each becomes an outcome of kind accepted, rejected, unknown (with its
-        tradeNo, to resolve by :meth:`get_payout`) or error (not executed).
+        each becomes an outcome of kind accepted, rejected, unknown (to
+        settle later by :meth:`resolve_payout`) or error (not executed).
         *on_progress* is called with a :class:`BatchProgress` before each
         outcome is yielded. Leaving the loop early or cancelling it cancels
         the workers; ``contextlib.aclosing`` makes that immediate::
