@@ -1,9 +1,14 @@
 """``python -m vexora_async demo``: 1,000 payouts against a local sandbox.
 
 Starts the sandbox gateway and a callback receiver on loopback, sends the
-payouts through :meth:`VexoraClient.create_payouts` with faults injected,
-resolves the unknown outcomes by status query, waits for the callbacks,
-verifies their signatures and prints a summary. Needs the ``demo`` extra.
+payouts through :meth:`VexoraClient.create_payouts` with faults injected
+into payout requests and status queries, lets the client's retry layer
+retry and reconcile them, settles whatever is still unknown with
+:meth:`VexoraClient.resolve_payout`, waits for the callbacks, verifies
+their signatures and prints a summary. Needs the ``demo`` extra.
+
+The demo does no reconciliation of its own: it only watches, through a
+middleware, what the SDK did for each payout.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +27,22 @@ from ._batch import OutcomeKind, PayoutOutcome
 from ._client import VexoraClient
 from ._models import BankCode, PayoutRequest
 from ._operations import Operation
-from .exceptions import RequestRejected, VexoraError
+from ._retry import RetryPolicy
+from .exceptions import (
+    ConnectError,
+    HTTPStatusError,
+    OutcomeUnknown,
+    RequestRejected,
+    VexoraError,
+)
 
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
-    from .testing import CallbackRecorder, FakeGateway, ReceivedCallback
+    from ._middleware import Call
+    from .testing import CallbackRecorder, FakeGateway, Fault, ReceivedCallback
 
 
 # On loopback, fewer connections mean less pool bookkeeping per request.
@@ -38,9 +51,12 @@ _SETTLE_DELAY = 0.2
 # The gateway's 2 s, 5 s, 10 s... retry schedule, a hundred times faster.
 _TIME_SCALE = 0.01
 _CALLBACK_WAIT = 30.0
-_RECONCILE_ROUNDS = 3
 _FAILING_SHARE = 0.03
 _NAMES = ("Ko Min Thu", "Daw Aye Aye", "U Kyaw Zin", "Ma Hnin Wai", "မောင်မောင်")
+#: The SDK's default retry policy with a loopback-sized backoff: the
+#: sandbox answers in a millisecond, so waiting a quarter second between
+#: attempts would only make the demo slow.
+_RETRY = RetryPolicy(backoff_initial=0.005, backoff_max=0.05)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,9 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.05,
         help=(
-            "fraction of payout requests that get an injected fault (dropped "
-            "connection, 5xx, code 5000, garbage, 429, delay), and of "
-            "callbacks the receiver refuses at first"
+            "fraction of payout requests and status queries that get an "
+            "injected fault (dropped connection, 5xx, code 5000, garbage, 429, "
+            "delay), and of callbacks the receiver refuses at first"
         ),
     )
     parser.add_argument(
@@ -72,14 +88,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _faults() -> tuple[Fault, ...]:
+    """Return the default fault mix, plus requests lost before the gateway."""
+    from .testing import DEFAULT_FAULTS, Fault  # noqa: PLC0415 - optional here
+
+    return (
+        *DEFAULT_FAULTS,
+        Fault.drop(executed=False),
+        Fault.http_error(502, executed=False),
+    )
+
+
+#: What one exchange ended with, as the watcher records it.
+_OK, _UNKNOWN, _NOT_TAKEN, _REFUSED, _FAILED = (
+    "ok",
+    "unknown",
+    "not taken",
+    "refused",
+    "failed",
+)
+
+
+class _Watcher:
+    """A middleware that records each exchange's end, per tradeNo.
+
+    It runs inside the client's retry layer, so it sees every attempt and
+    every reconciliation query; it changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.exchanges: defaultdict[str, list[tuple[Operation, str]]] = defaultdict(
+            list
+        )
+        self.queries = 0
+
+    async def __call__(
+        self, call: Call, call_next: Callable[[Call], Awaitable[object]]
+    ) -> object:
+        """Pass *call* on; note how the exchange ended."""
+        if call.operation is Operation.GET_PAYOUT:
+            self.queries += 1
+        end = _FAILED
+        try:
+            result = await call_next(call)
+        except OutcomeUnknown:
+            end = _UNKNOWN
+            raise
+        except RequestRejected:
+            end = _REFUSED
+            raise
+        except (ConnectError, HTTPStatusError):
+            end = _NOT_TAKEN
+            raise
+        else:
+            end = _OK
+        finally:
+            self.exchanges[call.trade_no or ""].append((call.operation, end))
+        return result
+
+    def how_accepted(self, trade_no: str) -> str:
+        """Tell how an accepted payout got there: the summary's sub-rows."""
+        exchanges = self.exchanges[trade_no]
+        creates = [end for op, end in exchanges if op is Operation.CREATE_PAYOUT]
+        if _UNKNOWN in creates:
+            last_op, _ = exchanges[-1]
+            return "found" if last_op is Operation.GET_PAYOUT else "resent"
+        if _NOT_TAKEN in creates:
+            return "retried"
+        return "first"
+
+
 @attrs.define
 class _Tally:
     """What the demo saw, for the summary."""
 
     kinds: Counter[OutcomeKind] = attrs.field(factory=Counter)
-    reconciled_executed: int = 0
-    resent_unknown: int = 0
-    resent_errors: int = 0
+    accepted_how: Counter[str] = attrs.field(factory=Counter)
+    unknown_after_batch: list[PayoutOutcome] = attrs.field(factory=list)
+    resolved: int = 0
     still_unknown: set[str] = attrs.field(factory=set)
     executed: set[str] = attrs.field(factory=set)
     batch_seconds: float = 0.0
@@ -145,7 +231,10 @@ async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 
     )
     if args.fault_rate:
         gateway.faults.at_rate(
-            args.fault_rate, seed=args.seed, operations=Operation.CREATE_PAYOUT
+            args.fault_rate,
+            _faults(),
+            seed=args.seed,
+            operations=(Operation.CREATE_PAYOUT, Operation.GET_PAYOUT),
         )
     refuse = random.Random(args.seed + 1)  # noqa: S311 - demo faults, not crypto
 
@@ -158,12 +247,19 @@ async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 
 
     config = gateway.config
     receiver = CallbackRecorder(config.app_secret, respond=respond)
+    watcher = _Watcher()
     tally = _Tally()
     started = time.perf_counter()
     async with (
         serve_app(receiver) as receiver_url,
         serve_sandbox(gateway) as gateway_url,
-        VexoraClient(config.merchant_no, config.app_secret, gateway_url) as client,
+        VexoraClient(
+            config.merchant_no,
+            config.app_secret,
+            gateway_url,
+            retry=_RETRY,
+            middleware=[watcher],
+        ) as client,
     ):
         console.print(
             f"[bold]Vexora sandbox[/] at {gateway_url}, callback receiver at "
@@ -172,12 +268,12 @@ async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 
         )
         requests = _requests(args.count, f"{receiver_url}/vexora/notify", args.seed)
         batch_started = time.perf_counter()
-        unsettled = await _send(client, requests, args, console, tally)
+        await _send(client, requests, args, console, tally=tally, watcher=watcher)
         tally.batch_seconds = time.perf_counter() - batch_started
-        await _reconcile(client, unsettled, tally)
+        await _resolve(client, tally)
         await _await_callbacks(receiver, tally, console)
         tally.total_seconds = time.perf_counter() - started
-    _summary(console, args, gateway, receiver, tally)
+    _summary(console, args, gateway, receiver, tally=tally, watcher=watcher)
     return 0 if not tally.still_unknown and not gateway.stats.double_executions else 1
 
 
@@ -186,9 +282,11 @@ async def _send(
     requests: Iterator[PayoutRequest],
     args: argparse.Namespace,
     console: Any,  # noqa: ANN401 - rich.Console
+    *,
     tally: _Tally,
-) -> list[PayoutOutcome]:
-    """Run the batch with a progress bar; return what needs a second look."""
+    watcher: _Watcher,
+) -> None:
+    """Run the batch with a progress bar; tally the outcomes."""
     from rich.progress import (  # noqa: PLC0415 - an optional dependency
         BarColumn,
         MofNCompleteColumn,
@@ -197,7 +295,6 @@ async def _send(
         TimeElapsedColumn,
     )
 
-    unsettled = []
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -220,45 +317,32 @@ async def _send(
             tally.kinds[outcome.kind] += 1
             if outcome.kind is OutcomeKind.ACCEPTED:
                 tally.executed.add(outcome.trade_no)
-            elif outcome.kind is not OutcomeKind.REJECTED:
-                unsettled.append(outcome)
-    return unsettled
+                tally.accepted_how[watcher.how_accepted(outcome.trade_no)] += 1
+            elif outcome.kind is OutcomeKind.UNKNOWN:
+                tally.unknown_after_batch.append(outcome)
 
 
-async def _reconcile(
-    client: VexoraClient, unsettled: list[PayoutOutcome], tally: _Tally
-) -> None:
-    """Resolve unknown outcomes by status query; resend what never happened.
+async def _resolve(client: VexoraClient, tally: _Tally) -> None:
+    """Settle what the batch left unknown, by the SDK, under the same tradeNo."""
+    for outcome in tally.unknown_after_batch:
+        settled = await _resolve_one(client, outcome.request)
+        if settled is None:
+            tally.still_unknown.add(outcome.trade_no)
+            continue
+        tally.resolved += 1
+        if settled:
+            tally.executed.add(outcome.trade_no)
 
-    Resending under the *same* tradeNo is safe: the gateway refuses a
-    duplicate, so a payout can never be made twice this way.
-    """
-    pending = {o.trade_no: o.request for o in unsettled}
-    unknown = {o.trade_no for o in unsettled if o.kind is OutcomeKind.UNKNOWN}
-    for _ in range(_RECONCILE_ROUNDS):
-        for trade_no, request in list(pending.items()):
-            try:
-                await client.get_payout(trade_no)
-            except RequestRejected:
-                pass  # the gateway does not know it: it never happened
-            except VexoraError:
-                continue  # try again next round
-            else:
-                tally.reconciled_executed += 1
-                tally.executed.add(trade_no)
-                del pending[trade_no]
-                continue
-            try:
-                await client.create_payout(request)
-            except VexoraError:
-                continue
-            if trade_no in unknown:
-                tally.resent_unknown += 1
-            else:
-                tally.resent_errors += 1
-            tally.executed.add(trade_no)
-            del pending[trade_no]
-    tally.still_unknown = set(pending)
+
+async def _resolve_one(client: VexoraClient, request: PayoutRequest) -> bool | None:
+    """Return whether the payout was executed, or None if still unknown."""
+    try:
+        await client.resolve_payout(request)
+    except RequestRejected:
+        return False  # the gateway refused it: not paid
+    except VexoraError:
+        return None
+    return True
 
 
 async def _await_callbacks(
@@ -279,7 +363,9 @@ def _summary(
     args: argparse.Namespace,
     gateway: FakeGateway,
     receiver: CallbackRecorder,
+    *,
     tally: _Tally,
+    watcher: _Watcher,
 ) -> None:
     from rich.table import Table  # noqa: PLC0415 - an optional dependency
 
@@ -299,21 +385,26 @@ def _summary(
         balance.available_amount + (balance.freeze_amount or 0) + paid
         == gateway.config.initial_balance
     )
-    kinds = tally.kinds
-    unknown = kinds[OutcomeKind.UNKNOWN]
+    kinds, how = tally.kinds, tally.accepted_how
+    reconciled = how["found"] + how["resent"]
     table = Table(title="vexora-async demo", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     rows = [
         ("payouts sent", f"{args.count:,}"),
-        ("accepted at once", f"{kinds[OutcomeKind.ACCEPTED]:,}"),
+        ("faults injected", f"{stats.faults.total():,}"),
+        ("accepted", f"{kinds[OutcomeKind.ACCEPTED]:,}"),
+        ("  at the first attempt", f"{how['first']:,}"),
+        ("  after 429/503, retried by the SDK", f"{how['retried']:,}"),
+        ("  unknown → reconciled by the SDK", f"{reconciled:,}"),
+        ("    found by a status query", f"{how['found']:,}"),
+        ("    not found, resent (same tradeNo)", f"{how['resent']:,}"),
         ("refused by the gateway (8000)", f"{kinds[OutcomeKind.REJECTED]:,}"),
-        ("not executed (429/503)", f"{kinds[OutcomeKind.ERROR]:,}"),
-        ("  resent under the same tradeNo", f"{tally.resent_errors:,}"),
-        ("unknown outcomes", f"{unknown:,}"),
-        ("  reconciled: executed", f"{tally.reconciled_executed:,}"),
-        ("  reconciled: never arrived, resent", f"{tally.resent_unknown:,}"),
+        ("not executed (error after retries)", f"{kinds[OutcomeKind.ERROR]:,}"),
+        ("unknown after the batch", f"{len(tally.unknown_after_batch):,}"),
+        ("  settled by resolve_payout", f"{tally.resolved:,}"),
         ("  still unknown", f"{len(tally.still_unknown):,}"),
+        ("status queries sent by the SDK", f"{watcher.queries:,}"),
         ("succeeded (callback 0000)", f"{statuses['0000']:,}"),
         ("failed (callback 00029)", f"{statuses['00029']:,}"),
         (
@@ -322,7 +413,6 @@ def _summary(
         ),
         ("  deliveries retried by the gateway", f"{retried:,}"),
         ("  bad signatures", f"{len(receiver.rejected):,}"),
-        ("faults injected", f"{stats.faults.total():,}"),
         ("double executions", f"{len(stats.double_executions):,}"),
         ("money accounted for", "yes" if accounted else "NO"),
         ("batch elapsed", f"{tally.batch_seconds:.2f} s"),
