@@ -25,9 +25,10 @@ command = Command(
     name="demo",
     help=(
         "Start the sandbox gateway and a callback receiver on loopback, send "
-        "payouts through the batch API with some injected faults, wait for the "
-        "callbacks, verify their signatures and print a summary. No credentials "
-        "or network needed; needs the 'demo' extra (rich, uvicorn)."
+        "payouts through the batch API with some injected faults that the SDK "
+        "retries and reconciles, wait for the callbacks, verify their "
+        "signatures and print a summary. No credentials or network needed; "
+        "needs the 'demo' extra (rich, uvicorn)."
     ),
     configure=_configure,
     run=_run,
