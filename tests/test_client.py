@@ -1217,3 +1217,42 @@ async def test_any_answer_gives_a_record_or_our_error(
     elif name in CREATES:
         assert isinstance(outcome, (RequestRejected, OutcomeUnknown, HTTPStatusError))
         assert type(outcome) is not GatewayError
+
+
+async def test_a_call_queued_past_its_deadline_is_not_sent(
+    router: respx.MockRouter,
+) -> None:
+    """Time waiting for a free connection counts: past the deadline, nothing is sent.
+
+    With the one connection busy, a second payout whose deadline passes
+    while it waits raises ConnectError ("nothing was sent") once the
+    connection frees up, and the gateway never sees it.
+    """
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await release.wait()
+        return httpx.Response(200, json=envelope(payout_data()))
+
+    route = router.post(PATHS["create_payout"]).mock(side_effect=slow)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+    async with (
+        http,
+        VexoraClient(
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, max_connections=1
+        ) as vexora,
+    ):
+        first = asyncio.create_task(vexora.create_payout(make_payout()))
+        await started.wait()
+        queued = asyncio.create_task(
+            vexora.create_payout(make_payout(trade_no="QUEUED"), deadline=0.05)
+        )
+        await asyncio.sleep(0.1)
+        release.set()
+        assert (await first).status == "0015"
+        with pytest.raises(ConnectError, match="deadline passed"):
+            await queued
+    assert [sent_body(call.request)["tradeNo"] for call in route.calls] == [
+        PAYOUT_TRADE_NO
+    ]
