@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -520,7 +521,8 @@ class VexoraClient:
         fields["sign"] = sign(fields, self._secret.value)
         body = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
         started = time.perf_counter()
-        async with self._limiter:
+        await self._acquire(call)
+        try:
             timeout = self._attempt_timeout(call)
             try:
                 response = await self._http.post(
@@ -533,8 +535,30 @@ class VexoraClient:
             # classified by whether the gateway may have seen the request.
             except Exception as exc:
                 raise self._transport_error(call, exc, started) from exc
+        finally:
+            self._limiter.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return self._interpret(call, response, elapsed_ms)
+
+    async def _acquire(self, call: Call) -> None:
+        """Wait for a free connection slot, but not past the call's deadline."""
+        remaining = call.remaining(asyncio.get_running_loop().time())
+        if remaining is None or not self._limiter.locked():
+            await self._limiter.acquire()  # free slot: no wait, no timer
+            return
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await self._limiter.acquire()
+            else:  # pragma: no cover - exercised on Python 3.10 only
+                await asyncio.wait_for(self._limiter.acquire(), max(remaining, 0.0))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ConnectError(
+                "the call's deadline passed while it waited for a free connection; "
+                "nothing was sent",
+                operation=call.operation.label,
+                trade_no=call.trade_no,
+            ) from None
 
     def _attempt_timeout(self, call: Call) -> httpx.Timeout:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
