@@ -55,21 +55,26 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def demo(session: nox.Session) -> None:
+    """Run the demo: a local sandbox, 1,000 payouts, callbacks, a summary."""
+    session.install(".[demo]")
+    session.run("python", "-m", "vexora_async", "demo", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmark suite; write docs/performance/ (never part of tests).
 
-    Takes about 8 minutes on a 2-core machine; ``nox -s bench -- --quick``
+    Takes about 6 minutes on a 2-core machine; ``nox -s bench -- --quick``
     is a short smoke run. When ``wrk`` is on the PATH (Debian: ``apt-get
     install wrk``) the server's capacity is measured with it, else with a
     raw asyncio load generator.
     """
     session.install(
         "-e",
-        ".[aiohttp]",
-        "uvicorn>=0.30",
+        ".[aiohttp,orjson,sandbox]",
         "uvloop",
         "httptools",
         "matplotlib",
-        "orjson",
     )
     session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings

@@ -19,6 +19,7 @@ from vexora_async import (
     ConnectError,
     EntryState,
     HTTPStatusError,
+    LedgerError,
     MemoryLedger,
     PayoutOutcomeUnknown,
     PayoutRequest,
@@ -451,3 +452,49 @@ TestPayoutMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+class BrokenLedger(MemoryLedger):
+    """A ledger whose store fails on *fail_on*."""
+
+    def __init__(self, fail_on: str) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+
+    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+        """Fail or claim."""
+        if self.fail_on == "claim":
+            msg = "database is locked"
+            raise OSError(msg)
+        return await super().claim(key, fingerprint, lease=lease)
+
+    async def settle(self, key: str, entry: Any) -> None:
+        """Fail or settle."""
+        if self.fail_on == "settle":
+            msg = "disk full"
+            raise OSError(msg)
+        await super().settle(key, entry)
+
+
+async def test_ledger_failing_to_claim_sends_nothing(router: respx.MockRouter) -> None:
+    """A broken ledger store is a LedgerError, and no request goes out."""
+    route = router.post(PAYOUT).mock(return_value=ok())
+    client = make_client(router.async_handler, ledger=BrokenLedger("claim"))
+    async with client.http_client, client:
+        with pytest.raises(LedgerError, match="nothing was sent"):
+            await client.create_payout(make_payout())
+
+    assert route.call_count == 0
+
+
+async def test_ledger_failing_to_record_still_returns_the_result(
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A payout that was accepted is reported accepted even if recording fails."""
+    router.post(PAYOUT).mock(return_value=ok())
+    client = make_client(router.async_handler, ledger=BrokenLedger("settle"))
+    async with client.http_client, client:
+        result = await client.create_payout(make_payout())
+
+    assert result.status.is_processing
+    assert "the ledger failed to record" in caplog.text

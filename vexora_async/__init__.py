@@ -6,6 +6,7 @@ balance, pay-ins, and the gateway's signed callbacks.
 
 from __future__ import annotations
 
+from ._batch import BatchProgress, OutcomeKind, PayoutOutcome
 from ._client import VexoraClient
 from ._converter import make_converter
 from ._ledger import Claim, EntryState, Ledger, LedgerEntry, MemoryLedger
@@ -22,9 +23,22 @@ from ._models import (
     StatusKind,
     TransactionStatus,
 )
+from ._notifications import (
+    DepositNotification,
+    Notification,
+    PayoutNotification,
+    parse_notification,
+)
 from ._operations import Operation
+from ._receiver import (
+    MemoryNotificationStore,
+    NotificationReceiver,
+    NotificationStore,
+    ReceiverResponse,
+)
 from ._retry import RetryPolicy
 from ._signer import canonical_string, sign, verify
+from ._sqlite_ledger import SQLiteLedger
 from ._trade_no import new_trade_no
 from ._version import __version__
 from .exceptions import (
@@ -34,11 +48,16 @@ from .exceptions import (
     GatewayError,
     HTTPStatusError,
     InvalidRequestError,
+    LedgerError,
+    MalformedNotification,
+    NotificationError,
+    NotificationTooLarge,
     OutcomeUnknown,
     PayoutOutcomeUnknown,
     RequestRejected,
     RequestTimeout,
     SignatureError,
+    StaleNotification,
     TransportError,
     VexoraError,
 )
@@ -47,11 +66,13 @@ from .exceptions import (
 __all__ = [
     "Balance",
     "BankCode",
+    "BatchProgress",
     "Call",
     "Claim",
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",
+    "DepositNotification",
     "DepositRequest",
     "DepositResult",
     "DepositStatus",
@@ -61,18 +82,32 @@ __all__ = [
     "InvalidRequestError",
     "Ledger",
     "LedgerEntry",
+    "LedgerError",
+    "MalformedNotification",
     "MemoryLedger",
+    "MemoryNotificationStore",
     "Middleware",
+    "Notification",
+    "NotificationError",
+    "NotificationReceiver",
+    "NotificationStore",
+    "NotificationTooLarge",
     "Operation",
+    "OutcomeKind",
     "OutcomeUnknown",
+    "PayoutNotification",
+    "PayoutOutcome",
     "PayoutOutcomeUnknown",
     "PayoutRequest",
     "PayoutResult",
     "PayoutStatus",
+    "ReceiverResponse",
     "RequestRejected",
     "RequestTimeout",
     "RetryPolicy",
+    "SQLiteLedger",
     "SignatureError",
+    "StaleNotification",
     "StatusKind",
     "TransactionStatus",
     "TransportError",
@@ -82,6 +117,7 @@ __all__ = [
     "canonical_string",
     "make_converter",
     "new_trade_no",
+    "parse_notification",
     "sign",
     "verify",
 ]

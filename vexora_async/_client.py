@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import _json
+from ._batch import DEFAULT_CONCURRENCY, create_payouts
 from ._converter import AmountFormat, WireCodec
 from ._idempotency import IdempotencyMiddleware
 from ._ledger import Ledger, MemoryLedger
@@ -54,8 +56,16 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterable,
+        Callable,
+        Iterable,
+        Sequence,
+    )
     from types import TracebackType
+
+    from ._batch import BatchProgress, PayoutOutcome
 
 
 logger = logging.getLogger("vexora_async")
@@ -65,7 +75,16 @@ CODE_OK = "0000"
 CODE_REJECTED = "8000"
 _EXCERPT_CHARS = 200
 # A failure to reach the gateway at all: the request provably was not sent.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Building the request (a bad URL, an unsupported scheme) or reaching a proxy
+# fails before anything reaches the gateway too.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
 _UNSET: Any = object()
 
 
@@ -81,6 +100,9 @@ def _check_base_url(base_url: object) -> str:
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
+        # A bad port would otherwise fail inside the POST and read as an
+        # unknown outcome for a payout that was never sent.
+        _ = parts.port
     except ValueError as exc:
         raise InvalidRequestError("base_url", f"is not a valid URL ({exc})") from exc
     if not host or parts.query or parts.fragment:
@@ -133,10 +155,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # delay-seconds is digits only; float() would also take "inf" and "nan".
+    seconds = value.strip()
+    if seconds.isascii() and seconds.isdigit():
+        return float(seconds)
     from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare path
 
     try:
@@ -512,7 +534,8 @@ class VexoraClient:
         fields["sign"] = sign(fields, self._secret.value)
         body = _json.dumps(fields)
         started = time.perf_counter()
-        async with self._limiter:
+        await self._acquire(call)
+        try:
             timeout = self._attempt_timeout(call)
             try:
                 response = await self._http.post(
@@ -525,8 +548,30 @@ class VexoraClient:
             # classified by whether the gateway may have seen the request.
             except Exception as exc:
                 raise self._transport_error(call, exc, started) from exc
+        finally:
+            self._limiter.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return self._interpret(call, response, elapsed_ms)
+
+    async def _acquire(self, call: Call) -> None:
+        """Wait for a free connection slot, but not past the call's deadline."""
+        remaining = call.remaining(asyncio.get_running_loop().time())
+        if remaining is None or not self._limiter.locked():
+            await self._limiter.acquire()  # free slot: no wait, no timer
+            return
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await self._limiter.acquire()
+            else:  # pragma: no cover - exercised on Python 3.10 only
+                await asyncio.wait_for(self._limiter.acquire(), max(remaining, 0.0))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ConnectError(
+                "the call's deadline passed while it waited for a free connection; "
+                "nothing was sent",
+                operation=call.operation.label,
+                trade_no=call.trade_no,
+            ) from None
 
     def _attempt_timeout(self, call: Call) -> httpx.Timeout:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
@@ -569,10 +614,12 @@ class VexoraClient:
                     call, f"the answer could not be read: {exc}"
                 ) from exc
             raise _with_identity(exc, call) from exc.__cause__
+        # The gateway's msg is free text: never let it carry the secret out.
+        msg = self._redact(envelope.msg)
         if envelope.code == CODE_REJECTED:
             raise RequestRejected(
                 envelope.code,
-                envelope.msg,
+                msg,
                 operation=operation.label,
                 trade_no=call.trade_no,
             )
@@ -580,11 +627,11 @@ class VexoraClient:
             # 5000 ("do NOT treat as failed") and any code the docs do not
             # define: the transaction may exist.
             raise self._unknown(
-                call, f"the gateway answered code {envelope.code}: {envelope.msg}"
+                call, f"the gateway answered code {envelope.code}: {msg}"
             )
         raise GatewayError(
             envelope.code,
-            envelope.msg,
+            msg,
             operation=operation.label,
             trade_no=call.trade_no,
         )
@@ -651,8 +698,11 @@ class VexoraClient:
 
     def _excerpt(self, content: bytes) -> str:
         text = content[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-        text = text.replace(self._secret.value, "<secret>")
-        return mask_digit_runs(text)[:_EXCERPT_CHARS]
+        return self._redact(text)[:_EXCERPT_CHARS]
+
+    def _redact(self, text: str) -> str:
+        """Remove the secret and mask account-like digit runs from gateway text."""
+        return mask_digit_runs(text.replace(self._secret.value, "<secret>"))
 
     def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
         logger.info(
@@ -676,6 +726,36 @@ class VexoraClient:
                 code,
                 elapsed_ms,
             )
+
+    # -- many payouts -------------------------------------------------------
+
+    def create_payouts(
+        self,
+        requests: Iterable[PayoutRequest] | AsyncIterable[PayoutRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+    ) -> AsyncGenerator[PayoutOutcome, None]:
+        """Send many payouts; yield one :class:`PayoutOutcome` per request.
+
+        *requests* is any iterable or async iterable of
+        :class:`PayoutRequest`, read lazily (a generator of 100,000 requests
+        keeps memory flat). A fixed pool of *concurrency* workers sends them
+        through :meth:`create_payout`. Outcomes come **in completion order**,
+        not input order; each carries its request. No error stops the batch:
+        each becomes an outcome of kind accepted, rejected, unknown (to
+        settle later by :meth:`resolve_payout`) or error (not executed).
+        *on_progress* is called with a :class:`BatchProgress` before each
+        outcome is yielded. Leaving the loop early or cancelling it cancels
+        the workers; ``contextlib.aclosing`` makes that immediate::
+
+            async with contextlib.aclosing(client.create_payouts(reqs)) as it:
+                async for outcome in it:
+                    ...
+        """
+        return create_payouts(
+            self, requests, concurrency=concurrency, on_progress=on_progress
+        )
 
 
 def _longest(timeout: httpx.Timeout) -> float:

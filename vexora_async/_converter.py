@@ -100,6 +100,14 @@ def _structure_time(value: object, _: object) -> datetime | None:
     return None
 
 
+def _structure_optional_decimal(value: object, _: object) -> Decimal | None:
+    # An empty amount on an otherwise readable answer reads as "not given":
+    # it must not hide the status next to it.
+    if value is None or value == "":
+        return None
+    return _structure_decimal(value, _)
+
+
 def _is_optional_datetime(tp: object) -> bool:
     return tp == (datetime | None)
 
@@ -116,6 +124,9 @@ def make_converter(amount_format: AmountFormat = "integer") -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(TransactionStatus, _structure_status)
     conv.register_structure_hook_func(_is_optional_datetime, _structure_time)
+    conv.register_structure_hook_func(
+        lambda tp: tp == (Decimal | None), _structure_optional_decimal
+    )
     conv.register_structure_hook_func(
         lambda tp: tp == dict[str, Any] or getattr(tp, "__origin__", None) is dict,
         lambda value, _: value,

@@ -27,6 +27,7 @@ from .exceptions import (
     ConnectError,
     HTTPStatusError,
     InvalidRequestError,
+    LedgerError,
     RequestRejected,
 )
 
@@ -133,7 +134,15 @@ class IdempotencyMiddleware:
         call: Call,
         call_next: Callable[[Call], Awaitable[object]],
     ) -> object:
-        claim = await self.ledger.claim(key, print_, lease=self._lease)
+        try:
+            claim = await self.ledger.claim(key, print_, lease=self._lease)
+        # A ledger is user-pluggable: whatever its store raises, the caller
+        # learns that nothing was sent.
+        except Exception as exc:
+            msg = f"the ledger could not claim this tradeNo ({exc!r}); nothing was sent"
+            raise LedgerError(
+                msg, operation=call.operation.label, trade_no=call.trade_no
+            ) from exc
         if not claim.granted:
             return self._answer_from_ledger(call, claim)
         if claim.prior is not None:
@@ -151,7 +160,7 @@ class IdempotencyMiddleware:
             if claim.prior is not None:
                 await self._settle(key, print_, EntryState.UNKNOWN)
             else:
-                await self.ledger.release(key)
+                await self._record(self.ledger.release(key), key)
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
@@ -172,17 +181,25 @@ class IdempotencyMiddleware:
         code: str | None = None,
         msg: str | None = None,
     ) -> None:
-        await self.ledger.settle(
-            key,
-            LedgerEntry(
-                state=state,
-                fingerprint=print_,
-                updated_at=self._clock(),
-                data=data,
-                code=code,
-                msg=msg,
-            ),
+        entry = LedgerEntry(
+            state=state,
+            fingerprint=print_,
+            updated_at=self._clock(),
+            data=data,
+            code=code,
+            msg=msg,
         )
+        await self._record(self.ledger.settle(key, entry), key)
+
+    async def _record(self, operation: Awaitable[None], key: str) -> None:
+        # The outcome is already decided at the gateway: a ledger that fails
+        # to record it must not turn a paid payout into an error for the
+        # caller. The next call with this tradeNo reconciles (the entry is
+        # in flight until its lease runs out, then taken over).
+        try:
+            await operation
+        except Exception:
+            logger.exception("the ledger failed to record key=%s", key)
 
     def _answer_from_ledger(self, call: Call, claim: Claim) -> object:
         prior = claim.prior

@@ -172,6 +172,12 @@ class RetryMiddleware:
             return await self._with_retries(call, call_next, was_not_taken)
         except OutcomeUnknown as exc:
             if not self.policy.reconcile:
+                logger.warning(
+                    "outcome unknown op=%s trade_no=%s (reconciliation is off): %s",
+                    call.operation.label,
+                    call.trade_no,
+                    exc.message,
+                )
                 raise
             return await self._reconcile(call, call_next, exc.message)
         except RequestRejected as exc:

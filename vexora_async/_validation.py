@@ -65,7 +65,9 @@ def to_amount(value: object, *, field: str = "amount", minimum: int = 1) -> Deci
         )
     if amount < minimum:
         raise InvalidRequestError(field, f"must be at least {minimum}")
-    return amount.quantize(Decimal(1))
+    # Not quantize(): it raises past the context's precision (28 digits by
+    # default, less if the caller lowered it). int() is exact at any size.
+    return Decimal(int(amount))
 
 
 def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str:

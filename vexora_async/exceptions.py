@@ -9,6 +9,7 @@ The tree::
     VexoraError                      base of everything below
     ├── InvalidRequestError          bad input; nothing was sent
     ├── ConflictingRequestError      same tradeNo, different payload; nothing sent
+    ├── LedgerError                  the ledger could not claim a tradeNo; nothing sent
     ├── TransportError               the HTTP exchange failed
     │   ├── ConnectError             never reached the gateway (safe to retry)
     │   └── RequestTimeout           a read-only call timed out
@@ -18,7 +19,11 @@ The tree::
     │   └── RequestRejected          code 8000: this *request* was refused
     ├── OutcomeUnknown               a create may or may not have happened
     │   └── PayoutOutcomeUnknown     ... for a payout (.trade_no)
-    └── SignatureError               a callback's sign is missing or wrong
+    └── NotificationError            a callback body is refused (.http_status)
+        ├── SignatureError           its sign is missing or wrong
+        ├── MalformedNotification    not UTF-8, JSON, an object; a field missing
+        │   └── NotificationTooLarge its body is over the size cap
+        └── StaleNotification        older than the receiver's optional max_age
 
 :class:`OutcomeUnknown` is deliberately *not* a :class:`GatewayError`: code
 that treats gateway errors as "the payout failed" must never see an unknown
@@ -82,6 +87,16 @@ class ConflictingRequestError(VexoraError):
 
     One tradeNo is one logical payout. A different amount, account, name or
     bank under the same tradeNo is a bug in the caller, never a retry.
+    """
+
+
+class LedgerError(VexoraError):
+    """The ledger failed while claiming a tradeNo; nothing was sent.
+
+    Raised when your ledger's store (SQLite, Redis, ...) is unavailable
+    before the request is sent. A failure to *record* an outcome after
+    sending does not raise this: the outcome is returned (or raised) as it
+    is, and the failure is logged.
     """
 
 
@@ -202,8 +217,48 @@ class PayoutOutcomeUnknown(OutcomeUnknown):
     """
 
 
-class SignatureError(VexoraError):
-    """A gateway callback's ``sign`` is missing or does not match."""
+class NotificationError(VexoraError):
+    """A gateway callback (notification) body is refused.
+
+    Nothing in it is trusted. *http_status* is what a receiver answers
+    (never ``OK``), so that the gateway delivers it again. The message never
+    quotes the expected sign: an endpoint that told callers the right sign
+    for their body would sign forgeries for them.
+    """
+
+    http_status: int = 400
+
+
+class SignatureError(NotificationError):
+    """A gateway callback's ``sign`` is missing or does not match.
+
+    The body may be forged or altered, or the app secret is the wrong one.
+    ``python -m vexora_async verify`` shows what was signed.
+    """
+
+    http_status = 403
+
+
+class MalformedNotification(NotificationError):
+    """A callback body is not what the gateway documents.
+
+    Not UTF-8, not JSON, not a JSON object, a duplicated key, or a required
+    field (``tradeNo``, ``status``, ``amount``) missing or of the wrong type.
+    """
+
+
+class NotificationTooLarge(MalformedNotification):
+    """A callback body is larger than the configured cap (*max_bytes*)."""
+
+    http_status = 413
+
+
+class StaleNotification(NotificationError):
+    """A callback's ``timestamp`` is missing or older than the allowed age.
+
+    Only raised when a receiver opts in with ``max_age``: the gateway retries
+    for 24 hours, so a short limit refuses its legitimate retries.
+    """
 
 
 __all__ = [
@@ -213,11 +268,16 @@ __all__ = [
     "GatewayError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "LedgerError",
+    "MalformedNotification",
+    "NotificationError",
+    "NotificationTooLarge",
     "OutcomeUnknown",
     "PayoutOutcomeUnknown",
     "RequestRejected",
     "RequestTimeout",
     "SignatureError",
+    "StaleNotification",
     "TransportError",
     "VexoraError",
 ]

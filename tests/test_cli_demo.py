@@ -1,0 +1,21 @@
+"""Tests for ``python -m vexora_async demo``'s command line."""
+
+from __future__ import annotations
+
+import pytest
+from vexora_async._cli import load_commands, main
+
+
+def test_demo_help_explains_the_knobs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo --help`` documents count, concurrency, fault rate and seed."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    for knob in ("--count", "--concurrency", "--fault-rate", "--seed", "1000"):
+        assert knob in out
+
+
+def test_demo_and_sandbox_are_registered() -> None:
+    """The registry lists the demo and sandbox commands next to verify."""
+    names = [command.name for command in load_commands()]
+    assert {"demo", "sandbox", "verify"} <= set(names)

@@ -1,0 +1,146 @@
+"""The receiver examples in docs/examples, run with their frameworks' tools."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from aiohttp import test_utils
+
+from conftest import CALLBACK_BODY, SECRET, callback
+
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+BASE = "http://127.0.0.1:8091"
+FORGED = CALLBACK_BODY.replace(b'"amount":"100"', b'"amount":"100000"')
+
+
+def load(name: str) -> ModuleType:
+    """Import an example by file name (docs/examples is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fastapi_example = load("fastapi_receiver")
+aiohttp_example = load("aiohttp_receiver")
+
+
+# -- FastAPI -------------------------------------------------------------------
+
+
+async def post_fastapi(app: Any, path: str, *bodies: bytes) -> list[httpx.Response]:
+    """POST each body to the FastAPI app in-process, with its lifespan running."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        responses = [await client.post(path, content=body) for body in bodies]
+        await app.state.follow_ups.join()
+    return responses
+
+
+async def test_fastapi_payout_is_recorded_and_followed_up_once() -> None:
+    """OK for every delivery; the state is recorded and the customer told once."""
+    app = fastapi_example.create_app(SECRET)
+    responses = await post_fastapi(
+        app, "/vexora/payouts/notify", CALLBACK_BODY, CALLBACK_BODY
+    )
+    assert [(r.status_code, r.text) for r in responses] == [(200, "OK")] * 2
+    assert app.state.ledger.states == {"VX20260331004567": "0000"}
+    assert app.state.ledger.customers_told == ["VX20260331004567"]
+
+
+async def test_fastapi_late_processing_does_not_undo_success() -> None:
+    """A 'processing' arriving after 'success' is acknowledged and ignored."""
+    app = fastapi_example.create_app(SECRET)
+    late = callback({"status": "0015"})
+    responses = await post_fastapi(app, "/vexora/payouts/notify", CALLBACK_BODY, late)
+    assert all(r.text == "OK" for r in responses)
+    assert app.state.ledger.states == {"VX20260331004567": "0000"}
+
+
+async def test_fastapi_deposit_route() -> None:
+    """The deposit URL hands deposits to the same ledger."""
+    app = fastapi_example.create_app(SECRET)
+    body = callback({"wayCode": "KBZPAY", "tradeNo": "DEP-1"})
+    [response] = await post_fastapi(app, "/vexora/deposits/notify", body)
+    assert response.text == "OK"
+    assert app.state.ledger.states == {"DEP-1": "0000"}
+
+
+async def test_fastapi_refuses_forgeries_and_other_methods() -> None:
+    """A forged body gets 403, a GET 405; neither touches the ledger."""
+    app = fastapi_example.create_app(SECRET)
+    [forged] = await post_fastapi(app, "/vexora/payouts/notify", FORGED)
+    assert forged.status_code == 403
+    assert "ok" not in forged.text.lower()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE
+    ) as client:
+        assert (await client.get("/vexora/payouts/notify")).status_code == 405
+    assert app.state.ledger.states == {}
+
+
+async def test_fastapi_route_answers_the_exact_path() -> None:
+    """The notify URL itself is served: no redirect the gateway would not follow."""
+    app = fastapi_example.create_app(SECRET)
+    [response] = await post_fastapi(app, "/vexora/payouts/notify", CALLBACK_BODY)
+    assert response.status_code == 200
+    assert not response.has_redirect_location
+
+
+# -- aiohttp ---------------------------------------------------------------------
+
+
+async def post_aiohttp(app: Any, path: str, *bodies: bytes) -> list[tuple[int, str]]:
+    """POST each body to the aiohttp app served on 127.0.0.1 by aiohttp's tools."""
+    server = test_utils.TestServer(app, host="127.0.0.1")
+    results = []
+    async with test_utils.TestClient(server) as client:
+        for body in bodies:
+            response = await client.post(path, data=body)
+            results.append((response.status, await response.text()))
+    return results
+
+
+async def test_aiohttp_adapted_receiver() -> None:
+    """The adapted receiver acknowledges, records once, and refuses forgeries."""
+    app = aiohttp_example.create_app(SECRET)
+    results = await post_aiohttp(
+        app, "/vexora/payouts/notify", CALLBACK_BODY, CALLBACK_BODY, FORGED, b"[]"
+    )
+    assert results[:2] == [(200, "OK"), (200, "OK")]
+    assert results[2][0] == 403
+    assert results[3][0] == 400
+    assert all("ok" not in text.lower() for _, text in results[2:])
+    assert app[aiohttp_example.LEDGER].states == {"VX20260331004567": "0000"}
+
+
+async def test_aiohttp_refuses_huge_bodies() -> None:
+    """client_max_size, set from the receiver's cap, answers 413."""
+    app = aiohttp_example.create_app(SECRET)
+    huge = json.dumps({"pad": "x" * 70000}).encode()
+    [(status, text)] = await post_aiohttp(app, "/vexora/payouts/notify", huge)
+    assert status == 413
+    assert "ok" not in text.lower()
+
+
+async def test_aiohttp_sans_io_core_route() -> None:
+    """The deposit route, on parse_notification alone, verifies and answers."""
+    app = aiohttp_example.create_app(SECRET)
+    body = callback({"channelCode": "EWALLET", "tradeNo": "DEP-2"})
+    results = await post_aiohttp(app, "/vexora/deposits/notify", body, FORGED, b"\xff")
+    assert results == [(200, "OK"), (403, "refused"), (400, "refused")]
+    assert app[aiohttp_example.LEDGER].states == {"DEP-2": "0000"}

@@ -1,0 +1,296 @@
+"""Batch payouts: many requests through one client by a fixed pool of workers.
+
+:func:`create_payouts` pulls requests lazily from any iterable or async
+iterable, sends them with at most *concurrency* in flight, and yields one
+:class:`PayoutOutcome` per request **in completion order** (each outcome
+carries its request). One request's error never stops the batch: every
+:class:`~vexora_async.VexoraError` becomes an outcome. Memory stays flat
+however long the input: the workers hold one request each and the outcome
+queue holds at most *concurrency* outcomes, so a slow consumer pauses the
+input instead of buffering it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Sized,
+)
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from ._models import PayoutRequest, PayoutResult
+from .exceptions import (
+    InvalidRequestError,
+    OutcomeUnknown,
+    RequestRejected,
+    VexoraError,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+#: Payouts in flight at once when the caller does not say. The gateway's
+#: rate limits are undocumented; this is polite and, on loopback, near the
+#: throughput peak of one client.
+DEFAULT_CONCURRENCY = 20
+
+
+class OutcomeKind(enum.Enum):
+    """What became of one request in a batch.
+
+    Each outcome is what :meth:`~vexora_async.VexoraClient.create_payout`
+    ended with, after the client's retries and reconciliation (see
+    :doc:`/retries`).
+    """
+
+    #: The gateway accepted the payout (:attr:`PayoutOutcome.result`,
+    #: usually still processing): wait for its callback or query it.
+    ACCEPTED = "accepted"
+    #: The gateway refused it with code ``8000``, and (on the default retry
+    #: policy) a status query confirmed it does not know the tradeNo:
+    #: nothing was paid.
+    REJECTED = "rejected"
+    #: It may or may not have been executed, and reconciliation did not find
+    #: out within the deadline: settle it later with
+    #: ``client.resolve_payout(outcome.request)``; never resend it under a
+    #: new tradeNo.
+    UNKNOWN = "unknown"
+    #: The call failed in a way that means it was not executed: the gateway
+    #: was not reached or answered 429 or 503 on every attempt (send it
+    #: again later under the same tradeNo), or the request was invalid or
+    #: conflicts with another payload under its tradeNo
+    #: (:class:`~vexora_async.InvalidRequestError`,
+    #: :class:`~vexora_async.ConflictingRequestError`: fix it first).
+    ERROR = "error"
+
+
+@attrs.frozen
+class PayoutOutcome:
+    """The outcome of one payout request in a batch.
+
+    Exactly one of *result* (for :attr:`OutcomeKind.ACCEPTED`) and *error*
+    (every other kind) is set.
+    """
+
+    request: PayoutRequest
+    kind: OutcomeKind
+    result: PayoutResult | None = None
+    error: VexoraError | None = None
+
+    @property
+    def trade_no(self) -> str:
+        """The request's tradeNo: the key to query or resolve it by."""
+        return self.request.trade_no
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the gateway accepted the payout."""
+        return self.kind is OutcomeKind.ACCEPTED
+
+
+@attrs.frozen
+class BatchProgress:
+    """Where a batch stands, passed to ``on_progress`` after each outcome.
+
+    *total* is ``len(requests)`` when the input has a length, else
+    ``None``. *started* counts requests taken from the input, *done* the
+    outcomes yielded so far, split into the four kinds.
+    """
+
+    total: int | None
+    started: int
+    done: int
+    accepted: int
+    rejected: int
+    unknown: int
+    errors: int
+
+    @property
+    def in_flight(self) -> int:
+        """Requests taken from the input whose outcome is not yet yielded."""
+        return self.started - self.done
+
+
+class PayoutSender(Protocol):
+    """What a batch needs of a client: :meth:`VexoraClient.create_payout`."""
+
+    async def create_payout(self, request: PayoutRequest) -> PayoutResult:
+        """Send one payout."""
+
+
+class _End:
+    """The input is exhausted (a worker's last word)."""
+
+
+class _Failure:
+    """Something that is not a VexoraError went wrong; the batch stops."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = _End()
+
+
+class _Source:
+    """The input, read by many workers; async iterators are read one at a time."""
+
+    def __init__(self, requests: object) -> None:
+        self._sync: Iterator[object] | None = None
+        self._async: AsyncIterator[object] | None = None
+        if isinstance(requests, AsyncIterable):
+            self._async = aiter(requests)
+        elif isinstance(requests, Iterable):
+            self._sync = iter(requests)
+        else:
+            raise InvalidRequestError(
+                "requests", "must be an iterable or async iterable of PayoutRequest"
+            )
+        # An async generator refuses a second __anext__ while one runs.
+        self._lock = asyncio.Lock()
+        self.started = 0
+
+    async def next(self) -> object:
+        """Return the next item (not checked yet), or ``_END``."""
+        if self._sync is not None:
+            item = next(self._sync, _END)
+        elif self._async is not None:
+            async with self._lock:
+                item = await self._pull()
+        else:
+            return _END
+        if item is _END:
+            self._sync = self._async = None
+        else:
+            self.started += 1
+        return item
+
+    async def _pull(self) -> object:
+        # Another worker may have met the end while this one waited.
+        if self._async is None:
+            return _END
+        return await anext(self._async, _END)
+
+
+async def _send_one(client: PayoutSender, request: PayoutRequest) -> PayoutOutcome:
+    try:
+        result = await client.create_payout(request)
+    except OutcomeUnknown as exc:
+        return PayoutOutcome(request, OutcomeKind.UNKNOWN, error=exc)
+    except RequestRejected as exc:
+        return PayoutOutcome(request, OutcomeKind.REJECTED, error=exc)
+    # Every other error of ours means "not executed" by the client's
+    # contract (an unknown outcome is always an OutcomeUnknown).
+    except VexoraError as exc:
+        return PayoutOutcome(request, OutcomeKind.ERROR, error=exc)
+    return PayoutOutcome(request, OutcomeKind.ACCEPTED, result=result)
+
+
+def create_payouts(
+    client: PayoutSender,
+    requests: Iterable[PayoutRequest] | AsyncIterable[PayoutRequest],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_progress: Callable[[BatchProgress], object] | None = None,
+) -> AsyncGenerator[PayoutOutcome, None]:
+    """Send many payouts through *client*; yield one outcome per request.
+
+    See :meth:`vexora_async.VexoraClient.create_payouts`.
+    """
+    if not _is_count(concurrency):
+        raise InvalidRequestError("concurrency", "must be an int >= 1")
+    source = _Source(requests)
+    total = len(requests) if isinstance(requests, Sized) else None
+    return _run(client, source, concurrency, on_progress, total)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+_Item = PayoutOutcome | _End | _Failure
+
+
+async def _work(
+    client: PayoutSender, source: _Source, outcomes: asyncio.Queue[_Item]
+) -> None:
+    """One worker: take a request, send it, hand over its outcome; repeat."""
+    try:
+        while True:
+            request = await source.next()
+            if request is _END:
+                break
+            if isinstance(request, PayoutRequest):
+                outcome = await _send_one(client, request)
+            else:
+                error = InvalidRequestError(
+                    None, f"a batch takes PayoutRequest, not {type(request).__name__}"
+                )
+                outcome = PayoutOutcome(
+                    request,  # type: ignore[arg-type]  # kept as given, for the caller
+                    OutcomeKind.ERROR,
+                    error=error,
+                )
+            await outcomes.put(outcome)
+    # A broken input iterator or a bug below us: stop the whole batch and
+    # hand the error to the consumer.
+    except Exception as exc:  # noqa: BLE001
+        await outcomes.put(_Failure(exc))
+    else:
+        await outcomes.put(_END)
+
+
+async def _run(
+    client: PayoutSender,
+    source: _Source,
+    concurrency: int,
+    on_progress: Callable[[BatchProgress], object] | None,
+    total: int | None,
+) -> AsyncGenerator[PayoutOutcome, None]:
+    # Bounded: when the consumer is slow, workers wait here and stop
+    # pulling input.
+    outcomes: asyncio.Queue[_Item] = asyncio.Queue(maxsize=concurrency)
+    workers = [
+        asyncio.create_task(_work(client, source, outcomes), name=f"vexora-batch-{i}")
+        for i in range(concurrency)
+    ]
+    counts = dict.fromkeys(OutcomeKind, 0)
+    try:
+        running = len(workers)
+        while running:
+            item = await outcomes.get()
+            if isinstance(item, _End):
+                running -= 1
+                continue
+            if isinstance(item, _Failure):
+                raise item.exc
+            counts[item.kind] += 1
+            if on_progress is not None:
+                on_progress(
+                    BatchProgress(
+                        total=total,
+                        started=source.started,
+                        done=sum(counts.values()),
+                        accepted=counts[OutcomeKind.ACCEPTED],
+                        rejected=counts[OutcomeKind.REJECTED],
+                        unknown=counts[OutcomeKind.UNKNOWN],
+                        errors=counts[OutcomeKind.ERROR],
+                    )
+                )
+            yield item
+    finally:
+        # Reached on exhaustion, on error, on the consumer's cancellation
+        # and on aclose(): no worker outlives the batch.
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

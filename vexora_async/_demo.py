@@ -1,0 +1,424 @@
+"""``python -m vexora_async demo``: 1,000 payouts against a local sandbox.
+
+Starts the sandbox gateway and a callback receiver on loopback, sends the
+payouts through :meth:`VexoraClient.create_payouts` with faults injected
+into payout requests and status queries, lets the client's retry layer
+retry and reconcile them, settles whatever is still unknown with
+:meth:`VexoraClient.resolve_payout`, waits for the callbacks, verifies
+their signatures and prints a summary. Needs the ``demo`` extra.
+
+The demo does no reconciliation of its own: it only watches, through a
+middleware, what the SDK did for each payout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._batch import OutcomeKind, PayoutOutcome
+from ._client import VexoraClient
+from ._models import BankCode, PayoutRequest
+from ._operations import Operation
+from ._retry import RetryPolicy
+from .exceptions import (
+    ConnectError,
+    HTTPStatusError,
+    OutcomeUnknown,
+    RequestRejected,
+    VexoraError,
+)
+
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from ._middleware import Call
+    from .testing import CallbackRecorder, FakeGateway, Fault, ReceivedCallback
+
+
+# On loopback, fewer connections mean less pool bookkeeping per request.
+_CONCURRENCY = 10
+_SETTLE_DELAY = 0.2
+# The gateway's 2 s, 5 s, 10 s... retry schedule, a hundred times faster.
+_TIME_SCALE = 0.01
+_CALLBACK_WAIT = 30.0
+_FAILING_SHARE = 0.03
+_NAMES = ("Ko Min Thu", "Daw Aye Aye", "U Kyaw Zin", "Ma Hnin Wai", "မောင်မောင်")
+#: The SDK's default retry policy with a loopback-sized backoff: the
+#: sandbox answers in a millisecond, so waiting a quarter second between
+#: attempts would only make the demo slow.
+_RETRY = RetryPolicy(backoff_initial=0.005, backoff_max=0.05)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the demo's knobs."""
+    parser.add_argument(
+        "--count", type=int, default=1000, help="how many payouts to send"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=_CONCURRENCY,
+        help=(
+            "payouts in flight at once (the batch API's worker pool; on "
+            "loopback the CPU, not the network, is the limit)"
+        ),
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.05,
+        help=(
+            "fraction of payout requests and status queries that get an "
+            "injected fault (dropped connection, 5xx, code 5000, garbage, 429, "
+            "delay), and of callbacks the receiver refuses at first"
+        ),
+    )
+    parser.add_argument(
+        "--seed", type=int, default=2026, help="seed of the faults and the payouts"
+    )
+
+
+def _faults() -> tuple[Fault, ...]:
+    """Return the default fault mix, plus requests lost before the gateway."""
+    from .testing import DEFAULT_FAULTS, Fault  # noqa: PLC0415 - optional here
+
+    return (
+        *DEFAULT_FAULTS,
+        Fault.drop(executed=False),
+        Fault.http_error(502, executed=False),
+    )
+
+
+#: What one exchange ended with, as the watcher records it.
+_OK, _UNKNOWN, _NOT_TAKEN, _REFUSED, _FAILED = (
+    "ok",
+    "unknown",
+    "not taken",
+    "refused",
+    "failed",
+)
+
+
+class _Watcher:
+    """A middleware that records each exchange's end, per tradeNo.
+
+    It runs inside the client's retry layer, so it sees every attempt and
+    every reconciliation query; it changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.exchanges: defaultdict[str, list[tuple[Operation, str]]] = defaultdict(
+            list
+        )
+        self.queries = 0
+
+    async def __call__(
+        self, call: Call, call_next: Callable[[Call], Awaitable[object]]
+    ) -> object:
+        """Pass *call* on; note how the exchange ended."""
+        if call.operation is Operation.GET_PAYOUT:
+            self.queries += 1
+        end = _FAILED
+        try:
+            result = await call_next(call)
+        except OutcomeUnknown:
+            end = _UNKNOWN
+            raise
+        except RequestRejected:
+            end = _REFUSED
+            raise
+        except (ConnectError, HTTPStatusError):
+            end = _NOT_TAKEN
+            raise
+        else:
+            end = _OK
+        finally:
+            self.exchanges[call.trade_no or ""].append((call.operation, end))
+        return result
+
+    def how_accepted(self, trade_no: str) -> str:
+        """Tell how an accepted payout got there: the summary's sub-rows."""
+        exchanges = self.exchanges[trade_no]
+        creates = [end for op, end in exchanges if op is Operation.CREATE_PAYOUT]
+        if _UNKNOWN in creates:
+            last_op, _ = exchanges[-1]
+            return "found" if last_op is Operation.GET_PAYOUT else "resent"
+        if _NOT_TAKEN in creates:
+            return "retried"
+        return "first"
+
+
+@attrs.define
+class _Tally:
+    """What the demo saw, for the summary."""
+
+    kinds: Counter[OutcomeKind] = attrs.field(factory=Counter)
+    accepted_how: Counter[str] = attrs.field(factory=Counter)
+    unknown_after_batch: list[PayoutOutcome] = attrs.field(factory=list)
+    resolved: int = 0
+    still_unknown: set[str] = attrs.field(factory=set)
+    executed: set[str] = attrs.field(factory=set)
+    batch_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; return the exit status."""
+    try:
+        import uvicorn  # noqa: F401, PLC0415 - checked early for a clear message
+        from rich.console import Console  # noqa: PLC0415 - an optional dependency
+    except ImportError:
+        print(  # noqa: T201 - a CLI
+            "The demo needs its extra: pip install 'vexora-async[demo]'"
+        )
+        return 2
+    if args.count < 1 or args.concurrency < 1 or not 0 <= args.fault_rate <= 1:
+        print(  # noqa: T201 - a CLI
+            "error: --count and --concurrency must be >= 1, --fault-rate in [0, 1]"
+        )
+        return 2
+    # The client warns about every unknown outcome; the summary reports them.
+    sdk_logger = logging.getLogger("vexora_async")
+    quiet = logging.NullHandler()
+    propagate, sdk_logger.propagate = sdk_logger.propagate, False
+    sdk_logger.addHandler(quiet)
+    try:
+        return asyncio.run(_main(args, Console()))
+    finally:
+        sdk_logger.removeHandler(quiet)
+        sdk_logger.propagate = propagate
+
+
+def _requests(count: int, notify_url: str, seed: int) -> Iterator[PayoutRequest]:
+    rng = random.Random(seed)  # noqa: S311 - demo data, not crypto
+    for i in range(count):
+        account = f"09{rng.randrange(10**9):09d}"
+        if rng.random() < _FAILING_SHARE:
+            # The sandbox fails payouts to accounts ending in 0029.
+            account = account[:-4] + "0029"
+        yield PayoutRequest(
+            trade_no=f"DEMO{seed:04d}{i:08d}",
+            amount=rng.randrange(10, 5000) * 100,
+            bank_code=rng.choice((BankCode.KBZPAY, BankCode.WAVEPAY)),
+            bank_number=account,
+            name=rng.choice(_NAMES),
+            notify_url=notify_url,
+        )
+
+
+async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 - rich.Console
+    from .testing import (  # noqa: PLC0415 - the testing package is optional here
+        CallbackRecorder,
+        FakeGateway,
+        SandboxConfig,
+        serve_app,
+        serve_sandbox,
+    )
+    from .testing._recorder import ACCEPTED  # noqa: PLC0415
+
+    gateway = FakeGateway(
+        SandboxConfig(settle_delay=_SETTLE_DELAY, time_scale=_TIME_SCALE)
+    )
+    if args.fault_rate:
+        gateway.faults.at_rate(
+            args.fault_rate,
+            _faults(),
+            seed=args.seed,
+            operations=(Operation.CREATE_PAYOUT, Operation.GET_PAYOUT),
+        )
+    refuse = random.Random(args.seed + 1)  # noqa: S311 - demo faults, not crypto
+
+    def respond(callback: ReceivedCallback) -> tuple[int, bytes]:
+        if not callback.verified:
+            return 400, b"bad sign"
+        if callback.delivery == 1 and refuse.random() < args.fault_rate:
+            return 503, b"busy"
+        return ACCEPTED
+
+    config = gateway.config
+    receiver = CallbackRecorder(config.app_secret, respond=respond)
+    watcher = _Watcher()
+    tally = _Tally()
+    started = time.perf_counter()
+    async with (
+        serve_app(receiver) as receiver_url,
+        serve_sandbox(gateway) as gateway_url,
+        VexoraClient(
+            config.merchant_no,
+            config.app_secret,
+            gateway_url,
+            retry=_RETRY,
+            middleware=[watcher],
+        ) as client,
+    ):
+        console.print(
+            f"[bold]Vexora sandbox[/] at {gateway_url}, callback receiver at "
+            f"{receiver_url}\nSending {args.count:,} payouts, {args.concurrency} "
+            f"at a time, {args.fault_rate:.0%} of requests faulty (seed {args.seed})"
+        )
+        requests = _requests(args.count, f"{receiver_url}/vexora/notify", args.seed)
+        batch_started = time.perf_counter()
+        await _send(client, requests, args, console, tally=tally, watcher=watcher)
+        tally.batch_seconds = time.perf_counter() - batch_started
+        await _resolve(client, tally)
+        await _await_callbacks(receiver, tally, console)
+        tally.total_seconds = time.perf_counter() - started
+    _summary(console, args, gateway, receiver, tally=tally, watcher=watcher)
+    return 0 if not tally.still_unknown and not gateway.stats.double_executions else 1
+
+
+async def _send(
+    client: VexoraClient,
+    requests: Iterator[PayoutRequest],
+    args: argparse.Namespace,
+    console: Any,  # noqa: ANN401 - rich.Console
+    *,
+    tally: _Tally,
+    watcher: _Watcher,
+) -> None:
+    """Run the batch with a progress bar; tally the outcomes."""
+    from rich.progress import (  # noqa: PLC0415 - an optional dependency
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.0f}/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("payouts", total=args.count, rate=0.0)
+        started = time.perf_counter()
+        async for outcome in client.create_payouts(
+            requests,
+            concurrency=args.concurrency,
+            on_progress=lambda p: progress.update(
+                task,
+                completed=p.done,
+                rate=p.done / max(time.perf_counter() - started, 1e-9),
+            ),
+        ):
+            tally.kinds[outcome.kind] += 1
+            if outcome.kind is OutcomeKind.ACCEPTED:
+                tally.executed.add(outcome.trade_no)
+                tally.accepted_how[watcher.how_accepted(outcome.trade_no)] += 1
+            elif outcome.kind is OutcomeKind.UNKNOWN:
+                tally.unknown_after_batch.append(outcome)
+
+
+async def _resolve(client: VexoraClient, tally: _Tally) -> None:
+    """Settle what the batch left unknown, by the SDK, under the same tradeNo."""
+    for outcome in tally.unknown_after_batch:
+        settled = await _resolve_one(client, outcome.request)
+        if settled is None:
+            tally.still_unknown.add(outcome.trade_no)
+            continue
+        tally.resolved += 1
+        if settled:
+            tally.executed.add(outcome.trade_no)
+
+
+async def _resolve_one(client: VexoraClient, request: PayoutRequest) -> bool | None:
+    """Return whether the payout was executed, or None if still unknown."""
+    try:
+        await client.resolve_payout(request)
+    except RequestRejected:
+        return False  # the gateway refused it: not paid
+    except VexoraError:
+        return None
+    return True
+
+
+async def _await_callbacks(
+    receiver: CallbackRecorder,
+    tally: _Tally,
+    console: Any,  # noqa: ANN401 - rich.Console
+) -> None:
+    deadline = time.monotonic() + _CALLBACK_WAIT
+    with console.status("waiting for callbacks..."):
+        while not tally.executed <= receiver.verified_trade_nos:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.05)
+
+
+def _summary(
+    console: Any,  # noqa: ANN401 - rich.Console
+    args: argparse.Namespace,
+    gateway: FakeGateway,
+    receiver: CallbackRecorder,
+    *,
+    tally: _Tally,
+    watcher: _Watcher,
+) -> None:
+    from rich.table import Table  # noqa: PLC0415 - an optional dependency
+
+    finals: dict[str, str | None] = {}
+    for callback in receiver.received:
+        if callback.verified and callback.trade_no:
+            finals[callback.trade_no] = callback.status
+    statuses = Counter(finals.values())
+    stats = gateway.stats
+    retried = sum(1 for cb in receiver.received if cb.delivery > 1)
+    balance = gateway.balance
+    paid = sum(
+        (t.amount for t in gateway.payouts.values() if t.status.is_success),
+        Decimal(0),
+    )
+    accounted = (
+        balance.available_amount + (balance.freeze_amount or 0) + paid
+        == gateway.config.initial_balance
+    )
+    kinds, how = tally.kinds, tally.accepted_how
+    reconciled = how["found"] + how["resent"]
+    table = Table(title="vexora-async demo", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("payouts sent", f"{args.count:,}"),
+        ("faults injected", f"{stats.faults.total():,}"),
+        ("accepted", f"{kinds[OutcomeKind.ACCEPTED]:,}"),
+        ("  at the first attempt", f"{how['first']:,}"),
+        ("  after 429/503, retried by the SDK", f"{how['retried']:,}"),
+        ("  unknown → reconciled by the SDK", f"{reconciled:,}"),
+        ("    found by a status query", f"{how['found']:,}"),
+        ("    not found, resent (same tradeNo)", f"{how['resent']:,}"),
+        ("refused by the gateway (8000)", f"{kinds[OutcomeKind.REJECTED]:,}"),
+        ("not executed (error after retries)", f"{kinds[OutcomeKind.ERROR]:,}"),
+        ("unknown after the batch", f"{len(tally.unknown_after_batch):,}"),
+        ("  settled by resolve_payout", f"{tally.resolved:,}"),
+        ("  still unknown", f"{len(tally.still_unknown):,}"),
+        ("status queries sent by the SDK", f"{watcher.queries:,}"),
+        ("succeeded (callback 0000)", f"{statuses['0000']:,}"),
+        ("failed (callback 00029)", f"{statuses['00029']:,}"),
+        (
+            "callbacks verified",
+            f"{len(receiver.verified_trade_nos):,} of {len(tally.executed):,}",
+        ),
+        ("  deliveries retried by the gateway", f"{retried:,}"),
+        ("  bad signatures", f"{len(receiver.rejected):,}"),
+        ("double executions", f"{len(stats.double_executions):,}"),
+        ("money accounted for", "yes" if accounted else "NO"),
+        ("batch elapsed", f"{tally.batch_seconds:.2f} s"),
+        ("payouts per second", f"{args.count / tally.batch_seconds:,.0f}"),
+        ("total elapsed", f"{tally.total_seconds:.2f} s"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

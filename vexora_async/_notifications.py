@@ -1,0 +1,461 @@
+"""Gateway callbacks (notifications): verify and parse a body, no I/O.
+
+The gateway POSTs a flat JSON object to the merchant's ``notifyUrl`` with
+the transaction's final (or new) state and a ``sign`` over its fields
+(``vexora-api.md``, "Callbacks"). :func:`parse_notification` takes the raw
+body as received and either returns a typed record or raises a
+:class:`~vexora_async.NotificationError`; nothing else comes out.
+
+The sign is checked over the fields *as received*, never over a
+re-serialisation: a JSON number such as ``3.0000`` keeps its literal text,
+because that text is what the gateway signed (``Decimal`` would print
+``0.00000015`` as ``1.5E-7``, and ``float`` would print ``3.0``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from ._models import BankCode, TransactionStatus
+from ._signer import SIGN_FIELD, canonical_string, sign, verify
+from .exceptions import (
+    InvalidRequestError,
+    MalformedNotification,
+    NotificationTooLarge,
+    SignatureError,
+    StaleNotification,
+)
+
+
+#: A callback is a few hundred bytes; anything near this cap is not one.
+DEFAULT_MAX_BYTES = 64 * 1024
+
+NotificationKind = Literal["payout", "deposit"]
+
+_SIGN_LENGTH = 32
+_LOWER_HEX = re.compile(r"[0-9a-f]{32}")
+# The JSON number grammar, ASCII only. Decimal() alone would also take
+# "1_000", " 1 ", "NaN" and non-ASCII digits, none of which is an amount.
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LENIENT_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_PAYIN_FIELDS = ("channelCode", "wayCode")
+_MAX_AMOUNT_DIGITS = 18
+
+
+class _JsonNumber(str):
+    """A JSON number, kept as the exact text it arrived as."""
+
+    __slots__ = ()
+
+
+def _raw_field() -> Any:  # noqa: ANN401 - attrs.field() is typed Any by design
+    return attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class _NotificationFields:
+    """The fields every callback carries; see the two concrete records."""
+
+    kind: ClassVar[NotificationKind]
+
+    #: Your own transaction number, as sent in the request.
+    trade_no: str
+    #: The transaction's state: check :attr:`TransactionStatus.is_final`
+    #: before acting, and never move a final state back to processing.
+    status: TransactionStatus
+    #: The amount actually moved, in kyat; may be less than requested
+    #: (partial pay-ins).
+    amount: Decimal
+    platform_trade_no: str | None = None
+    message: str | None = None
+    #: Gateway-local time, naive: the gateway does not say which zone.
+    success_time: datetime | None = None
+    #: The gateway's ``timestamp``, milliseconds since the epoch.
+    timestamp: int | None = None
+    #: The body exactly as received and verified. JSON numbers appear as
+    #: their literal text (``"3.0000"``), as they were signed.
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def dedup_key(self) -> str:
+        """Identify this (kind, tradeNo, status): one fact, however often sent.
+
+        A JSON array, so that no trade number can collide with another's
+        key; usable as-is as a database or Redis key.
+        """
+        return json.dumps(
+            [self.kind, self.trade_no, str(self.status)],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class PayoutNotification(_NotificationFields):
+    """A verified callback about a payout (disbursement).
+
+    Fields: *trade_no*, *status* (a :class:`TransactionStatus`), *amount*
+    (the amount moved, a ``Decimal``), and, when sent, *platform_trade_no*,
+    *message*, *success_time* (naive, gateway-local), *timestamp* (epoch
+    milliseconds); *raw* is the body as verified.
+    """
+
+    kind: ClassVar[NotificationKind] = "payout"
+
+
+@attrs.frozen(kw_only=True)
+class DepositNotification(_NotificationFields):
+    """A verified callback about a pay-in (deposit).
+
+    The fields of :class:`PayoutNotification`, and *channel_code* and
+    *way_code*: the pay-in's channel (``EWALLET``) and
+    wallet (``KBZPAY``, ``WAVEPAY``), when the gateway sends them.
+    """
+
+    kind: ClassVar[NotificationKind] = "deposit"
+
+    channel_code: str | None = None
+    way_code: BankCode | None = None
+
+
+#: Either record; use ``match`` or ``isinstance`` on it.
+Notification = PayoutNotification | DepositNotification
+
+
+# -- decoding ---------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> object:
+    # NaN and Infinity are not JSON; Python's parser accepts them by default.
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A duplicated key leaves two readings of one body (first or last wins?);
+    # the gateway never sends one, so refuse it instead of choosing.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        msg = "duplicated key"
+        raise ValueError(msg)
+    return obj
+
+
+def decode_fields(
+    body: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, Any]:
+    """Decode a callback body into its fields, numbers kept as literal text.
+
+    Raises :class:`~vexora_async.NotificationTooLarge` over *max_bytes* and
+    :class:`~vexora_async.MalformedNotification` for anything that is not a
+    UTF-8 JSON object with unique keys. Verifies nothing.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise InvalidRequestError(
+            "body", f"must be the raw request bytes, not {type(body).__name__}"
+        )
+    if len(body) > max_bytes:
+        msg = f"the body is {len(body)} bytes, over the {max_bytes}-byte cap"
+        raise NotificationTooLarge(msg)
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"the body is not UTF-8 (bad byte at offset {exc.start})"
+        raise MalformedNotification(msg) from exc
+    try:
+        obj = json.loads(
+            text,
+            parse_int=_JsonNumber,
+            parse_float=_JsonNumber,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_object,
+        )
+    # ValueError covers bad JSON, NaN and duplicated keys; deep nesting
+    # raises RecursionError.
+    except (ValueError, RecursionError) as exc:
+        msg = f"the body is not JSON ({_json_reason(exc)})"
+        raise MalformedNotification(msg) from exc
+    if not isinstance(obj, dict):
+        msg = f"the body is a JSON {_json_type(obj)}, not an object"
+        raise MalformedNotification(msg)
+    for key, value in obj.items():
+        # A lone surrogate ("\ud800") decodes but cannot be signed as UTF-8.
+        if not _encodable(key) or (isinstance(value, str) and not _encodable(value)):
+            msg = "the body holds a string that is not valid Unicode"
+            raise MalformedNotification(msg)
+    return obj
+
+
+def _json_reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at offset {exc.pos}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:80]
+
+
+def _json_type(obj: object) -> str:
+    if isinstance(obj, dict):
+        return "object"
+    if isinstance(obj, list):
+        return "array"
+    if isinstance(obj, _JsonNumber):
+        return "number"
+    if isinstance(obj, str):
+        return "string"
+    if isinstance(obj, bool):
+        return "boolean"
+    return "null"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain(value: Any) -> Any:  # noqa: ANN401 - JSON values
+    # Users get plain str, never our private str subclass.
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- the signature ----------------------------------------------------------
+
+
+def check_sign(fields: Mapping[str, Any], app_secret: str) -> None:
+    """Raise :class:`~vexora_async.SignatureError` unless *fields* are signed.
+
+    Constant-time over bytes. The message says what is wrong with the
+    received sign (missing, uppercase, wrong length) but never what the
+    right sign would be.
+    """
+    received = fields.get(SIGN_FIELD)
+    if received is None or received == "":
+        msg = "the notification has no sign"
+        raise SignatureError(msg)
+    # A JSON number is a str to verify() here; the gateway sends a string.
+    if not isinstance(received, _JsonNumber) and verify(fields, app_secret, received):
+        return
+    raise SignatureError(f"the sign {_sign_problem(received)}")
+
+
+def _sign_problem(received: object) -> str:
+    if not isinstance(received, str) or isinstance(received, _JsonNumber):
+        return "is not a string"
+    if len(received) != _SIGN_LENGTH:
+        return f"has {len(received)} characters, not {_SIGN_LENGTH}"
+    if _LOWER_HEX.fullmatch(received.lower()) and received != received.lower():
+        return "is not lowercase hex (the gateway signs in lowercase)"
+    if not _LOWER_HEX.fullmatch(received):
+        return "is not lowercase hex"
+    return "does not match the body and the app secret"
+
+
+# -- the fields ---------------------------------------------------------------
+
+
+def _missing(key: str) -> MalformedNotification:
+    return MalformedNotification(f"the required field {key!r} is missing")
+
+
+def _wrong_type(key: str, value: object, expected: str) -> MalformedNotification:
+    return MalformedNotification(
+        f"{key!r} is a JSON {_json_type(value)}, expected {expected}"
+    )
+
+
+def _text(fields: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = fields.get(key)
+    if value is None or value == "":
+        if required:
+            raise _missing(key)
+        return None
+    if isinstance(value, str):
+        # A number-like id (tradeNo as a JSON number) keeps its digits.
+        return str(value)
+    raise _wrong_type(key, value, "a string")
+
+
+def _status(fields: Mapping[str, Any]) -> TransactionStatus:
+    value = fields.get("status")
+    if value is None or value == "":
+        raise _missing("status")
+    # A number would have lost its leading zeros (0015 -> 15; 0000 -> 0).
+    if isinstance(value, _JsonNumber) or not isinstance(value, str):
+        raise _wrong_type("status", value, "a string code such as '0000'")
+    return TransactionStatus(value)
+
+
+def _amount(fields: Mapping[str, Any]) -> Decimal:
+    value = fields.get("amount")
+    if value is None or value == "":
+        raise _missing("amount")
+    if not isinstance(value, str):
+        raise _wrong_type("amount", value, "a number or a numeric string")
+    # Numbers are already in JSON's grammar; strings may drift ("300.00").
+    text = value if isinstance(value, _JsonNumber) else value.strip(" ")
+    pattern = _NUMBER if isinstance(value, _JsonNumber) else _LENIENT_AMOUNT
+    if not pattern.fullmatch(text):
+        msg = f"'amount' is not a decimal number ({value[:24]!r})"
+        raise MalformedNotification(msg)
+    try:
+        amount = Decimal(text)
+    # An exponent beyond Decimal's range ("1e99999999999999999999").
+    except InvalidOperation as exc:
+        msg = "'amount' is out of range"
+        raise MalformedNotification(msg) from exc
+    # No amount of money needs more; a wilder one would only fail later, in
+    # the handler's arithmetic or database, as something other than ours.
+    exponent = amount.as_tuple().exponent
+    if amount.adjusted() > _MAX_AMOUNT_DIGITS or (
+        isinstance(exponent, int) and exponent < -_MAX_AMOUNT_DIGITS
+    ):
+        msg = "'amount' is out of range"
+        raise MalformedNotification(msg)
+    return amount
+
+
+def _timestamp(fields: Mapping[str, Any]) -> int | None:
+    # Cosmetic unless max_age is on: an odd timestamp reads as None.
+    value = fields.get("timestamp")
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _time(fields: Mapping[str, Any], key: str) -> datetime | None:
+    value = fields.get(key)
+    if isinstance(value, str) and not isinstance(value, _JsonNumber):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _looks_like_deposit(fields: Mapping[str, Any]) -> bool:
+    # Only signed values count: an empty or nested value is left out of the
+    # sign, so anyone could add one to turn a payout into a "deposit".
+    return any(
+        isinstance(fields.get(key), str) and fields.get(key) != ""
+        for key in _PAYIN_FIELDS
+    )
+
+
+def check_age(
+    notification: Notification, *, max_age: float, now: float | None = None
+) -> None:
+    """Raise :class:`~vexora_async.StaleNotification` if it is too old.
+
+    *max_age* is in seconds; *now* is epoch seconds (default: the clock). A
+    notification without a usable ``timestamp``, or dated more than
+    *max_age* in the future, is refused as well.
+    """
+    if notification.timestamp is None:
+        msg = "the notification has no usable timestamp"
+        raise StaleNotification(msg)
+    current = time.time() if now is None else now
+    age = current - notification.timestamp / 1000
+    if abs(age) > max_age:
+        direction = "old" if age > 0 else "in the future"
+        msg = f"the notification is {abs(age):.0f} s {direction} (limit {max_age} s)"
+        raise StaleNotification(msg)
+
+
+def parse_notification(
+    body: bytes | bytearray | memoryview,
+    app_secret: str,
+    *,
+    kind: NotificationKind | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_age: float | None = None,
+    now: float | None = None,
+) -> Notification:
+    """Verify a callback body and return it as a typed record.
+
+    *body* is the request body exactly as received (bytes, never a
+    re-serialised dict). Checks, in order: size (*max_bytes*), UTF-8, JSON
+    object, the ``sign`` (constant-time, over the fields as received), the
+    required fields ``tradeNo``, ``status`` and ``amount`` and, if
+    *max_age* (seconds) is given, the ``timestamp``'s age against *now*
+    (epoch seconds, default the clock).
+
+    *kind* says which record you expect. Give it when payouts and pay-ins
+    have their own ``notifyUrl`` (recommended). Without it, a notification
+    is a :class:`DepositNotification` when it carries a non-empty
+    ``channelCode`` or ``wayCode`` and a :class:`PayoutNotification`
+    otherwise: the gateway documents those two fields for pay-in callbacks
+    only, and says they *may* be present, so a pay-in callback without
+    them reads as a payout.
+
+    Raises :class:`~vexora_async.SignatureError`,
+    :class:`~vexora_async.MalformedNotification` (and its
+    :class:`~vexora_async.NotificationTooLarge`) or
+    :class:`~vexora_async.StaleNotification`.
+    """
+    secret: object = app_secret  # checked at run time: a wrong type is common
+    if not isinstance(secret, str) or not secret:
+        raise InvalidRequestError("app_secret", "must be a non-empty string")
+    if kind not in {None, "payout", "deposit"}:
+        raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+    fields = decode_fields(body, max_bytes=max_bytes)
+    check_sign(fields, app_secret)
+    common: dict[str, Any] = {
+        "trade_no": _text(fields, "tradeNo", required=True),
+        "status": _status(fields),
+        "amount": _amount(fields),
+        "platform_trade_no": _text(fields, "platFormTradeNo"),
+        "message": _text(fields, "message"),
+        "success_time": _time(fields, "successTime"),
+        "timestamp": _timestamp(fields),
+        "raw": _plain(fields),
+    }
+    if kind == "deposit" or (kind is None and _looks_like_deposit(fields)):
+        way_code = _text(fields, "wayCode")
+        notification: Notification = DepositNotification(
+            **common,
+            channel_code=_text(fields, "channelCode"),
+            way_code=None if way_code is None else BankCode(way_code),
+        )
+    else:
+        notification = PayoutNotification(**common)
+    if max_age is not None:
+        check_age(notification, max_age=max_age, now=now)
+    return notification
+
+
+def describe(
+    body: bytes | bytearray | memoryview,
+    app_secret: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[str, str, object]:
+    """Return the canonical string, the expected and the received sign.
+
+    For diagnosis only (the ``verify`` command): the expected sign must
+    never be shown to whoever sent the body. Raises like
+    :func:`decode_fields`.
+    """
+    fields = decode_fields(body, max_bytes=max_bytes)
+    return (
+        canonical_string(fields),
+        sign(fields, app_secret),
+        _plain(fields.get(SIGN_FIELD)),
+    )

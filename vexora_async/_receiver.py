@@ -1,0 +1,410 @@
+"""An ASGI app that receives gateway callbacks and answers what it expects.
+
+The gateway wants HTTP 200 with the plain body ``OK`` within 10 seconds,
+and delivers again (8 times over 24 hours) on anything else. So the
+receiver answers ``OK`` only after your handler returned, answers an error
+(never containing ``OK``) when the body is refused or the handler failed or
+ran out of time, and tells the handler when the same (kind, tradeNo,
+status) was already handled. It depends on no web framework: mount it in
+FastAPI or Starlette, serve it with any ASGI server, or call
+:meth:`NotificationReceiver.respond` from any other framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from ._masking import mask_digit_runs
+from ._notifications import (
+    DEFAULT_MAX_BYTES,
+    Notification,
+    NotificationKind,
+    parse_notification,
+)
+from .exceptions import InvalidRequestError, NotificationError, NotificationTooLarge
+
+
+logger = logging.getLogger("vexora_async.notifications")
+
+#: Well under the gateway's 10 s, leaving room for the network both ways.
+DEFAULT_HANDLER_TIMEOUT = 5.0
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Handler(Protocol):
+    """``async def handler(notification, *, already_handled) -> None``.
+
+    Return to acknowledge; raise to make the gateway deliver it again.
+    """
+
+    def __call__(
+        self, notification: Notification, /, *, already_handled: bool
+    ) -> Awaitable[object]:
+        """Handle one verified notification."""
+        ...
+
+
+_TEXT = "text/plain; charset=utf-8"
+
+
+@runtime_checkable
+class NotificationStore(Protocol):
+    """Remembers which notifications were handled, by their ``dedup_key``.
+
+    Implement it over your database or Redis to share it between processes
+    and keep it across restarts. The receiver calls :meth:`was_handled`
+    before the handler and :meth:`mark_handled` after it succeeded.
+    """
+
+    async def was_handled(self, key: str) -> bool:
+        """Tell whether *key* was marked handled."""
+        ...
+
+    async def mark_handled(self, key: str) -> None:
+        """Remember that *key* was handled."""
+        ...
+
+
+class MemoryNotificationStore:
+    """The default store: this process's memory, bounded.
+
+    Forgets the oldest keys beyond *max_entries*, and everything on a
+    restart, and is not shared between worker processes: a handler must
+    still be idempotent on its own (see "Receiving callbacks").
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise InvalidRequestError("max_entries", "must be at least 1")
+        self._max_entries = max_entries
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    async def was_handled(self, key: str) -> bool:
+        """Tell whether *key* was marked handled (and is still remembered)."""
+        return key in self._keys
+
+    async def mark_handled(self, key: str) -> None:
+        """Remember *key*, forgetting the oldest key when full."""
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._max_entries:
+            self._keys.popitem(last=False)
+
+
+@attrs.frozen
+class ReceiverResponse:
+    """What to answer the gateway: a status and a short plain-text body.
+
+    The body is ``OK`` exactly when :attr:`acknowledged`; no error body
+    contains those letters.
+    """
+
+    status_code: int
+    text: str
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = _TEXT
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether this answer tells the gateway to stop delivering."""
+        return self.status_code == 200 and self.text == "OK"  # noqa: PLR2004
+
+    @property
+    def body(self) -> bytes:
+        """The body as bytes."""
+        return self.text.encode("utf-8")
+
+
+_ACK = ReceiverResponse(200, "OK")
+_HANDLER_FAILED = ReceiverResponse(500, "handler failed")
+_RECEIVER_FAILED = ReceiverResponse(500, "receiver failed")
+_HANDLER_TIMEOUT = ReceiverResponse(503, "handler timed out")
+_NOT_POST = ReceiverResponse(405, "method not allowed", (("allow", "POST"),))
+_REASONS = {
+    400: "malformed notification",
+    403: "invalid signature",
+    413: "payload too large",
+}
+
+
+def _refusal(exc: NotificationError) -> ReceiverResponse:
+    # A short fixed reason: the sender learns nothing about the secret or
+    # the expected sign.
+    return ReceiverResponse(exc.http_status, _REASONS.get(exc.http_status, "refused"))
+
+
+class _KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class NotificationReceiver:
+    """An ASGI app that verifies callbacks and acknowledges them correctly.
+
+    For each POST it reads the body (at most *max_body_bytes*), verifies it
+    with :func:`~vexora_async.parse_notification` (with *kind* and
+    *max_age*), and awaits ``handler(notification, already_handled=...)``.
+    *already_handled* is true when *store* says this (kind, tradeNo,
+    status) was handled before; deliveries of the same one never run the
+    handler concurrently.
+
+    It answers 200 ``OK`` when the handler returned; 400, 403 or 413 for a
+    refused body; 500 when the handler raised and 503 when it took longer
+    than *handler_timeout* seconds (it is then cancelled). The gateway
+    delivers again after any answer but ``OK``.
+
+    Keep the handler fast: record the fact durably (one database write)
+    and leave slow work to a background task; see "Receiving callbacks".
+
+    *max_age* (seconds, off by default) refuses notifications whose
+    ``timestamp`` is older: the gateway retries for 24 hours, so a shorter
+    limit refuses its legitimate retries.
+    """
+
+    def __init__(
+        self,
+        app_secret: str,
+        handler: Handler,
+        *,
+        kind: NotificationKind | None = None,
+        store: NotificationStore | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BYTES,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        secret: object = app_secret  # checked at run time: a wrong type is common
+        if not isinstance(secret, str) or not secret:
+            raise InvalidRequestError("app_secret", "must be a non-empty string")
+        if not callable(handler):
+            raise InvalidRequestError("handler", "must be an async callable")
+        if kind not in {None, "payout", "deposit"}:
+            raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+        if max_body_bytes < 1:
+            raise InvalidRequestError("max_body_bytes", "must be positive")
+        if not handler_timeout > 0:
+            raise InvalidRequestError("handler_timeout", "must be positive")
+        if max_age is not None and not max_age > 0:
+            raise InvalidRequestError("max_age", "must be positive or None")
+        self._app_secret = secret
+        self._handler = handler
+        self.kind = kind
+        self.store: NotificationStore = (
+            MemoryNotificationStore() if store is None else store
+        )
+        self.max_body_bytes = max_body_bytes
+        self.handler_timeout = handler_timeout
+        self.max_age = max_age
+        self._clock = clock
+        self._locks = _KeyedLocks()
+
+    def __repr__(self) -> str:
+        # Never the secret.
+        return (
+            f"NotificationReceiver(handler={self._handler!r}, kind={self.kind!r}, "
+            f"store={self.store!r}, handler_timeout={self.handler_timeout!r})"
+        )
+
+    # -- framework-neutral core ----------------------------------------------
+
+    async def respond(self, body: bytes) -> ReceiverResponse:
+        """Verify *body*, run the handler and return what to answer.
+
+        The entry point for frameworks that are not ASGI (aiohttp): read
+        the body with a size cap of :attr:`max_body_bytes`, call this, and
+        send back the returned status, body and content type. Never
+        raises, except for cancellation.
+        """
+        try:
+            notification = parse_notification(
+                body,
+                self._app_secret,
+                kind=self.kind,
+                max_bytes=self.max_body_bytes,
+                max_age=self.max_age,
+                now=self._clock() if self.max_age is not None else None,
+            )
+        except NotificationError as exc:
+            logger.warning(
+                "refused notification: %s: %s",
+                type(exc).__name__,
+                mask_digit_runs(exc.message),
+            )
+            return _refusal(exc)
+        try:
+            return await asyncio.wait_for(
+                self._process(notification), self.handler_timeout
+            )
+        except asyncio.TimeoutError:
+            logger.error(  # noqa: TRY400 - the traceback of a timeout says nothing
+                "handler timed out after %s s: kind=%s trade_no=%s status=%s",
+                self.handler_timeout,
+                notification.kind,
+                notification.trade_no,
+                notification.status,
+            )
+            return _HANDLER_TIMEOUT
+
+    async def _process(self, notification: Notification) -> ReceiverResponse:
+        key = notification.dedup_key
+        async with self._locks.hold(key):
+            try:
+                already_handled = await self.store.was_handled(key)
+            # A store is user code: whatever it raises, no OK goes out.
+            except Exception:
+                logger.exception("notification store failed to look up %s", key)
+                return _RECEIVER_FAILED
+            logger.info(
+                "notification kind=%s trade_no=%s status=%s amount=%s "
+                "already_handled=%s",
+                notification.kind,
+                notification.trade_no,
+                notification.status,
+                notification.amount,
+                already_handled,
+            )
+            try:
+                await self._handler(notification, already_handled=already_handled)
+            # The handler is user code: whatever it raises, the gateway must
+            # deliver again, and the server must not crash.
+            except Exception:
+                logger.exception(
+                    "handler failed: kind=%s trade_no=%s status=%s",
+                    notification.kind,
+                    notification.trade_no,
+                    notification.status,
+                )
+                return _HANDLER_FAILED
+            if not already_handled:
+                await self._mark(key)
+            return _ACK
+
+    async def _mark(self, key: str) -> None:
+        try:
+            await self.store.mark_handled(key)
+        # The handler succeeded: acknowledging is right. The next delivery
+        # (if any) reads as new, which an idempotent handler shrugs off.
+        except Exception:
+            logger.exception("notification store failed to mark %s", key)
+
+    # -- ASGI --------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope.get("method") != "POST":
+            await _send(send, _NOT_POST)
+            return
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return  # the client went away: nobody to answer
+        if isinstance(body, ReceiverResponse):
+            await _send(send, body)
+            return
+        await _send(send, await self.respond(body))
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive
+    ) -> bytes | ReceiverResponse | None:
+        too_large = _refusal(
+            NotificationTooLarge(f"the body is over {self.max_body_bytes} bytes")
+        )
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    break
+                if declared > self.max_body_bytes:
+                    logger.warning(
+                        "refused notification: Content-Length %s is over %s bytes",
+                        declared,
+                        self.max_body_bytes,
+                    )
+                    return too_large
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            if message["type"] != "http.request":
+                continue
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                logger.warning(
+                    "refused notification: body over %s bytes", self.max_body_bytes
+                )
+                return too_large
+            if not message.get("more_body", False):
+                return bytes(body)
+
+
+async def _send(send: Send, response: ReceiverResponse) -> None:
+    body = response.body
+    headers = [
+        (b"content-type", response.content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode("latin-1")),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
+    ]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Served alone (uvicorn module:receiver), the receiver gets the
+    # lifespan protocol; it has nothing to start or stop.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

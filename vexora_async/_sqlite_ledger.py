@@ -1,0 +1,192 @@
+"""A durable ledger in SQLite, shared by the workers of one machine.
+
+With it, "one payout, one tradeNo" survives a restart: a worker that
+crashed mid-payout leaves the tradeNo ``IN_FLIGHT``; once its lease runs
+out, the next call with that tradeNo reconciles it instead of paying again.
+Every worker process on the machine may open the same file: a claim is one
+``BEGIN IMMEDIATE`` transaction, which SQLite serialises across processes.
+
+It uses only the standard library; each operation runs in a worker thread
+so the event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ._ledger import Claim, EntryState, LedgerEntry, may_take_over
+
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vexora_ledger (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    data TEXT,
+    code TEXT,
+    msg TEXT
+)
+"""
+
+
+def _dump(data: object) -> str | None:
+    # Amounts are Decimals; keep their exact text.
+    return None if data is None else json.dumps(data, default=str)
+
+
+def _row_to_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    state, fingerprint, updated_at, data, code, msg = row
+    return LedgerEntry(
+        state=EntryState(state),
+        fingerprint=fingerprint,
+        updated_at=updated_at,
+        data=None if data is None else json.loads(data, parse_float=Decimal),
+        code=code,
+        msg=msg,
+    )
+
+
+class SQLiteLedger:
+    """A :class:`~vexora_async.Ledger` kept in an SQLite file.
+
+    *path* is the database file (created if missing). Close it with
+    :meth:`aclose` (or ``async with``). Entries are kept until
+    :meth:`prune` removes settled ones older than a cut-off.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            path,
+            timeout=busy_timeout,
+            isolation_level=None,  # we issue BEGIN ourselves
+            check_same_thread=False,
+        )
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+
+    async def __aenter__(self) -> SQLiteLedger:  # noqa: PYI034 - Self needs 3.11
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the database connection."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+        """See :meth:`vexora_async.Ledger.claim`; atomic across processes."""
+        return await asyncio.to_thread(self._claim, key, fingerprint, lease)
+
+    def _claim(self, key: str, fingerprint: str, lease: float) -> Claim:
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT state, fingerprint, updated_at, data, code, msg "
+                    "FROM vexora_ledger WHERE key = ?",
+                    (key,),
+                ).fetchone()
+                prior = None if row is None else _row_to_entry(row)
+                if prior is not None and not may_take_over(
+                    prior, fingerprint, now, lease
+                ):
+                    self._db.execute("ROLLBACK")
+                    return Claim(granted=False, prior=prior)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO vexora_ledger "
+                    "(key, state, fingerprint, updated_at) VALUES (?, ?, ?, ?)",
+                    (key, EntryState.IN_FLIGHT.value, fingerprint, now),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return Claim(granted=True, prior=prior)
+
+    async def settle(self, key: str, entry: LedgerEntry) -> None:
+        """See :meth:`vexora_async.Ledger.settle`."""
+        await asyncio.to_thread(self._settle, key, entry)
+
+    def _settle(self, key: str, entry: LedgerEntry) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO vexora_ledger "
+                "(key, state, fingerprint, updated_at, data, code, msg) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    entry.state.value,
+                    entry.fingerprint,
+                    entry.updated_at,
+                    _dump(entry.data),
+                    entry.code,
+                    entry.msg,
+                ),
+            )
+
+    async def release(self, key: str) -> None:
+        """See :meth:`vexora_async.Ledger.release`."""
+        await asyncio.to_thread(
+            self._execute, "DELETE FROM vexora_ledger WHERE key = ?", key
+        )
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """See :meth:`vexora_async.Ledger.get`."""
+        return await asyncio.to_thread(self._get, key)
+
+    def _get(self, key: str) -> LedgerEntry | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state, fingerprint, updated_at, data, code, msg "
+                "FROM vexora_ledger WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else _row_to_entry(row)
+
+    async def prune(self, older_than: float) -> int:
+        """Delete settled entries last touched more than *older_than* s ago.
+
+        ``UNKNOWN`` and ``IN_FLIGHT`` entries are kept: they still need
+        reconciling. Returns how many entries were deleted.
+        """
+        cutoff = self._clock() - older_than
+        return await asyncio.to_thread(self._prune, cutoff)
+
+    def _prune(self, cutoff: float) -> int:
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM vexora_ledger WHERE updated_at < ? AND state IN (?, ?)",
+                (cutoff, EntryState.ACCEPTED.value, EntryState.REJECTED.value),
+            )
+            return cursor.rowcount
+
+    def _execute(self, sql: str, key: str) -> None:
+        with self._lock:
+            self._db.execute(sql, (key,))

@@ -1,0 +1,111 @@
+"""The sandbox's settings: credentials, clocks' windows, timers and balance."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from vexora_async._validation import to_amount
+from vexora_async.exceptions import InvalidRequestError
+
+
+#: The merchant number the sandbox expects by default.
+SANDBOX_MERCHANT_NO = "1000000001"
+#: The sandbox's default app secret. Public on purpose: it signs nothing real.
+SANDBOX_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - a published test value
+#: The gateway's documented callback retry delays, in seconds: 2 s, 5 s,
+#: 10 s, 30 s, 1 h, 3 h, 3 h, 3 h (eight retries after the first attempt).
+CALLBACK_SCHEDULE: tuple[float, ...] = (
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    3600.0,
+    10800.0,
+    10800.0,
+    10800.0,
+)
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < float("inf")
+    ):
+        raise InvalidRequestError(attribute.name, "must be a finite number >= 0")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _non_negative(instance, attribute, value)
+    if value == 0:
+        raise InvalidRequestError(attribute.name, "must be > 0")
+
+
+def _optional_non_negative(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is not None:
+        _non_negative(instance, attribute, value)
+
+
+def _schedule(value: object) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(d) for d in value)  # type: ignore[attr-defined]  # checked below
+    except (TypeError, ValueError):
+        raise InvalidRequestError(
+            "callback_schedule", "must be a sequence of seconds"
+        ) from None
+    if not all(0 <= d < float("inf") for d in delays):
+        raise InvalidRequestError("callback_schedule", "delays must be finite and >= 0")
+    return delays
+
+
+def _balance(value: object) -> Decimal:
+    return to_amount(value, field="initial_balance", minimum=0)
+
+
+def _credential(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(attribute.name, "must be a non-empty str")
+
+
+@attrs.frozen(kw_only=True)
+class SandboxConfig:
+    """How a :class:`~vexora_async.testing.FakeGateway` behaves.
+
+    *timestamp_window*: how far (seconds, either way) a request's
+    ``timestamp`` may be from the gateway's clock. *settle_delay*: seconds
+    after which an accepted transaction reaches its scenario's final status
+    (``None``: only when a test calls ``settle``). *callback_schedule*: the
+    retry delays after a failed callback delivery, each multiplied by
+    *time_scale* (``0.001`` turns the gateway's 24 hours into 36 seconds).
+    *callback_timeout*: how long a delivery waits for the merchant's ``OK``.
+    *initial_balance*: the available balance in kyat. *reject_duplicates*:
+    refuse a repeated ``tradeNo`` with code ``8000`` as the gateway does
+    (``False`` models a gateway that would execute it twice, to test a
+    client's own idempotency). *callbacks*: send callbacks at all.
+    *allow_remote_callbacks*: POST callbacks to hosts other than loopback.
+    """
+
+    merchant_no: str = attrs.field(default=SANDBOX_MERCHANT_NO, validator=_credential)
+    app_secret: str = attrs.field(
+        default=SANDBOX_APP_SECRET, validator=_credential, repr=False
+    )
+    timestamp_window: float = attrs.field(default=300.0, validator=_positive)
+    settle_delay: float | None = attrs.field(
+        default=0.5, validator=_optional_non_negative
+    )
+    callback_schedule: tuple[float, ...] = attrs.field(
+        default=CALLBACK_SCHEDULE, converter=_schedule
+    )
+    time_scale: float = attrs.field(default=1.0, validator=_positive)
+    callback_timeout: float = attrs.field(default=10.0, validator=_positive)
+    initial_balance: Decimal = attrs.field(
+        default=Decimal(10_000_000_000), converter=_balance
+    )
+    reject_duplicates: bool = True
+    callbacks: bool = True
+    allow_remote_callbacks: bool = False
