@@ -17,7 +17,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench_throughput import PATH, payout_bytes
+from bench_throughput import MERCHANT_NO, PATH, payout_bytes
 
 
 async def connection(host: str, port: int, request: bytes, stop: float) -> int:
@@ -45,7 +45,8 @@ async def main(url: str, concurrency: int, seconds: float) -> float:
     body = payout_bytes()
     request = (
         f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nmerchantNo: {MERCHANT_NO}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     stop = asyncio.get_running_loop().time() + seconds
     started = time.perf_counter()

@@ -70,7 +70,8 @@ async def batch(client: VexoraClient, n: int, start: int) -> dict[str, Any]:
     create_payouts = getattr(client, "create_payouts", None)
     if create_payouts is not None:
         async for outcome in create_payouts(requests, concurrency=WORKERS):
-            kinds[str(getattr(outcome, "kind", "done"))] += 1
+            kind = getattr(outcome, "kind", "done")
+            kinds[str(getattr(kind, "value", kind))] += 1
         return {"api": "client.create_payouts", "outcomes": dict(kinds)}
 
     async def send(request: Any) -> None:

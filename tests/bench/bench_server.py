@@ -119,10 +119,24 @@ async def _serve_raw(port: int) -> None:
 
 
 def _sandbox_app() -> Any:
-    import importlib  # noqa: PLC0415 - only when asked for
+    # The benchmark's credentials; no settling, no callbacks, and repeated
+    # tradeNos answered like new ones, so that the raw load generator's
+    # identical bytes cost what a payout costs.
+    from bench_throughput import MERCHANT_NO, SECRET  # noqa: PLC0415
+    from vexora_async.testing import (  # noqa: PLC0415 - only when asked for
+        FakeGateway,
+        SandboxApp,
+        SandboxConfig,
+    )
 
-    testing: Any = importlib.import_module("vexora_async.testing")
-    return testing.bench_app()
+    config = SandboxConfig(
+        merchant_no=MERCHANT_NO,
+        app_secret=SECRET,
+        settle_delay=None,
+        reject_duplicates=False,
+        callbacks=False,
+    )
+    return SandboxApp(FakeGateway(config))
 
 
 def main() -> None:

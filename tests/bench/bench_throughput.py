@@ -71,7 +71,8 @@ def payout_bytes() -> bytes:
         "name": "Ko Min Thu",
         "notifyUrl": NOTIFY_URL,
         "tradeNo": "VXBENCH000000000000",
-        "timestamp": "1719876543210",
+        # Now: the sandbox gateway refuses a timestamp five minutes off.
+        "timestamp": str(time.time_ns() // 1_000_000),
     }
     fields["sign"] = sign(fields, SECRET)
     return json.dumps(fields, separators=(",", ":")).encode()

@@ -49,6 +49,8 @@ FULL = {
     # The naive client at 1,000 fails every call after burning ~25 ms of CPU
     # on each; one round of 1,000 shows that without eating the budget.
     "slow": {"httpx": {1000: (1000, 1)}},
+    "seconds": 4,
+    "sandbox_concurrency": [10, 100],
     "batch": 100_000,
     "ledger": 100_000,
     "gather": 50_000,
@@ -57,6 +59,8 @@ QUICK = {
     "n": {1: 100, 10: 200, 100: 300, 1000: 1000},
     "repeats": 1,
     "slow": {},
+    "seconds": 2,
+    "sandbox_concurrency": [10],
     "batch": 2_000,
     "ledger": 2_000,
     "gather": 2_000,
@@ -128,18 +132,24 @@ def run_json(script: str, *args: object, timeout: float = 600) -> dict[str, Any]
     return result
 
 
-def server_capacity(url: str, client_cpu: int | None, seconds: int) -> dict[str, Any]:
+def server_capacity(
+    url: str,
+    client_cpu: int | None,
+    seconds: int,
+    levels: list[int] = CONCURRENCY,
+) -> dict[str, Any]:
     """Requests per second the server answers for a raw load generator."""
     wrk = shutil.which("wrk")
     body = bench_throughput.payout_bytes().decode()
     results: dict[str, Any] = {"tool": "wrk" if wrk else "bench_loadgen.py"}
-    for concurrency in CONCURRENCY:
+    for concurrency in levels:
         if wrk:
             script = Path(tempfile.gettempdir()) / f"vexora-bench-{os.getpid()}.lua"
             script.write_text(
                 'wrk.method = "POST"\n'
                 f"wrk.body = '{body}'\n"
-                'wrk.headers["Content-Type"] = "application/json"\n',
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["merchantNo"] = "{bench_throughput.MERCHANT_NO}"\n',
                 encoding="utf-8",
             )
             args = [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script)]
@@ -180,6 +190,39 @@ def machine() -> dict[str, Any]:
     }
 
 
+def sandbox(
+    plan: dict[str, Any], server_cpu: int | None, pin: list[int]
+) -> dict[str, Any]:
+    """The SDK against the sandbox gateway (FakeGateway under uvicorn)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server("sandbox", port, server_cpu)
+    try:
+        levels = plan["sandbox_concurrency"]
+        capacity = server_capacity(
+            url, pin[0] if pin else None, plan["seconds"], levels
+        )
+        cells = []
+        for concurrency in levels:
+            for client in ("sdk", "sdk-aiohttp"):
+                print(f"  {client} at {concurrency}...", flush=True)  # noqa: T201
+                cell = run_json(
+                    "bench_throughput.py",
+                    client,
+                    concurrency,
+                    plan["n"][concurrency],
+                    plan["repeats"],
+                    url,
+                    *pin,
+                )
+                cell["median"] = statistics.median(cell["rates"])
+                cells.append(cell)
+    finally:
+        server.terminate()
+        server.wait(10)
+    return {"server_capacity": capacity, "throughput": cells}
+
+
 def _version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -212,9 +255,7 @@ def main() -> None:
     server = start_server("raw", port, server_cpu)
     try:
         print("server capacity...", flush=True)  # noqa: T201 - progress
-        results["server_capacity"] = server_capacity(
-            url, client_cpu, 2 if options.quick else 4
-        )
+        results["server_capacity"] = server_capacity(url, client_cpu, plan["seconds"])
         cells: list[dict[str, Any]] = []
         for concurrency in CONCURRENCY:
             for client in CLIENTS:
@@ -241,6 +282,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+    print("against the sandbox gateway...", flush=True)  # noqa: T201
+    results["sandbox"] = sandbox(plan, server_cpu, pin)
     results["seconds"] = time.monotonic() - started
     if not options.quick:
         (OUT / "results.json").write_text(
@@ -325,6 +368,31 @@ def _rate(results: dict[str, Any], client: str, concurrency: int) -> float:
     return float("nan")
 
 
+def _sandbox_table(results: dict[str, Any]) -> list[str]:
+    box = results["sandbox"]
+    levels = sorted({cell["concurrency"] for cell in box["throughput"]})
+    lines = [
+        "| against the sandbox gateway (FakeGateway under uvicorn) | "
+        + " | ".join(f"c={c}" for c in levels)
+        + " |",
+        "| --- |" + " ---: |" * len(levels),
+    ]
+    for client in ("sdk", "sdk-aiohttp"):
+        cells = [
+            f"{cell['median']:,.0f}"
+            for c in levels
+            for cell in box["throughput"]
+            if cell["client"] == client and cell["concurrency"] == c
+        ]
+        lines.append(f"| {LABELS[client]} | " + " | ".join(cells) + " |")
+    capacity = box["server_capacity"]
+    cells = [f"{capacity.get(str(c)) or 0:,.0f}" for c in levels]
+    lines.append(
+        f"| *sandbox capacity ({capacity['tool']})* | " + " | ".join(cells) + " |"
+    )
+    return lines
+
+
 def _ratio(top: float, bottom: float) -> str:
     if bottom == 0:
         return "∞ (none completed)" if top else "n/a"
@@ -372,6 +440,8 @@ def render(results: dict[str, Any]) -> str:
         + " | ".join(cells)
         + " |"
     )
+    if "sandbox" in results:
+        lines += ["", *_sandbox_table(results)]
     ratios = [
         ("SDK / raw httpx", "sdk", "httpx"),
         ("SDK (aiohttp transport) / raw aiohttp", "sdk-aiohttp", "aiohttp"),
