@@ -526,7 +526,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    figure, axes = plt.subplots(figsize=(8, 4.8), dpi=110)
+    figure, axes = plt.subplots(figsize=(8, 5.6), dpi=110)
     for client in CLIENTS:
         rates = [_rate(results, client, c) for c in CONCURRENCY]
         (line,) = axes.plot(CONCURRENCY, rates, marker="o", label=LABELS[client])
@@ -556,7 +556,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     axes.set_ylabel("requests per second (log)")
     axes.set_title("Payouts per second against a loopback gateway")
     axes.grid(visible=True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
+    axes.legend(
+        fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2
+    )
     figure.tight_layout()
     figure.savefig(path)
 
