@@ -559,7 +559,7 @@ async def test_middleware_never_sleeps_past_the_deadline() -> None:
 async def test_ledger_default_is_bounded_memory(fast: VexoraClient) -> None:
     """The client's default ledger is the bounded in-memory one."""
     assert isinstance(fast.ledger, MemoryLedger)
-    assert fast.ledger.max_entries == 100_000
+    assert fast.ledger.max_entries == 20_000
 
 
 def test_bodies_helper_checks_signs() -> None:

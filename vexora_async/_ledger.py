@@ -103,15 +103,16 @@ def may_take_over(
 class MemoryLedger:
     """The in-process ledger: bounded, so a long-running worker stays flat.
 
-    Holds at most *max_entries*; when full, the oldest entries that are not
-    in flight are forgotten first. Forgetting is safe: a forgotten tradeNo
+    Holds at most *max_entries* (about 0.7 KB each, so the default is some
+    14 MB); when full, the oldest entries that are not in flight are
+    forgotten first. Forgetting is safe: a forgotten tradeNo
     sent again is refused by the gateway as a duplicate, and the SDK's
     rejection check then finds the original by a status query.
     """
 
     def __init__(
         self,
-        max_entries: int = 100_000,
+        max_entries: int = 20_000,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
