@@ -160,3 +160,9 @@ def test_myanmar_script_names_sign_as_utf8(name: str) -> None:
     ).hexdigest()
     assert sign({"name": name}, SECRET) == expected
     assert verify({"name": name}, SECRET, expected)
+
+
+def test_lone_surrogate_is_our_error() -> None:
+    """Signing text that is not valid Unicode raises our error, not Python's."""
+    with pytest.raises(InvalidRequestError, match="lone surrogate"):
+        sign({"name": "\udc80"}, SECRET)

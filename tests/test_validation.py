@@ -282,3 +282,11 @@ def test_bad_url_refused_every_time(url: str) -> None:
         with pytest.raises(InvalidRequestError) as info:
             check_url("notify_url", url)
         assert info.value.field == "notify_url"
+
+
+@pytest.mark.parametrize("field", ["name", "remark"])
+def test_lone_surrogates_are_refused(field: str) -> None:
+    """Text that cannot be UTF-8 encoded is refused before anything is signed."""
+    with pytest.raises(InvalidRequestError, match="lone surrogate") as info:
+        check_text(field, "Ko \ud800 Thu")
+    assert info.value.field == field

@@ -64,7 +64,13 @@ def sign(params: Mapping[str, object], app_secret: str) -> str:
     lists are left out, as the gateway does.
     """
     payload = canonical_string(params) + app_secret
-    return hashlib.md5(payload.encode("utf-8"), usedforsecurity=False).hexdigest()
+    try:
+        data = payload.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(
+            None, "a value to sign is not valid Unicode (a lone surrogate)"
+        ) from None
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def verify(params: Mapping[str, object], app_secret: str, signature: object) -> bool:

@@ -33,6 +33,9 @@ _MAX_TEXT = 256
 # stability policy); one regex search is ~10x faster than a per-character
 # unicodedata.category() loop, and every payout checks three texts.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# A lone surrogate is not text: it cannot be encoded as UTF-8, so it could
+# be neither signed nor sent.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # \s in a str pattern is str.isspace(), character for character.
 _WHITESPACE = re.compile(r"\s")
 
@@ -84,6 +87,8 @@ def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str
         raise InvalidRequestError(field, f"is longer than {max_length} characters")
     if _CONTROL.search(value):
         raise InvalidRequestError(field, "contains control characters")
+    if _SURROGATE.search(value):
+        raise InvalidRequestError(field, "is not valid Unicode (a lone surrogate)")
     return value
 
 
