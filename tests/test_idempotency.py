@@ -423,8 +423,9 @@ class PayoutMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_left_in_flight(self) -> None:
         """Between calls, no ledger entry is stuck in flight."""
-        entries = self.client.ledger._entries.values()  # type: ignore[attr-defined]
-        assert all(e.state is not EntryState.IN_FLIGHT for e in entries)
+        ledger = self.client.ledger
+        assert isinstance(ledger, MemoryLedger)
+        assert all(e.state is not EntryState.IN_FLIGHT for e in ledger.entries())
 
     @invariant()
     def refused_accounts_never_execute(self) -> None:

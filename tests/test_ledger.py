@@ -95,7 +95,36 @@ async def test_in_flight_entries_are_never_evicted() -> None:
     busy = await ledger.get("busy")
     assert busy is not None
     assert busy.state is EntryState.IN_FLIGHT
-    assert len(ledger) == 3
+    assert len(ledger) == 4  # three settled, and the one in flight
+
+
+async def test_many_claims_in_flight_stay_cheap() -> None:
+    """50,000 claims at once (a big gather) neither evict nor slow each other.
+
+    Each claim must not walk the in-flight entries: this would take
+    minutes if it did (50,000 x 50,000 steps), and takes well under a
+    second when it does not.
+    """
+    ledger = MemoryLedger(max_entries=10)
+    for i in range(50_000):
+        assert (await ledger.claim(f"k{i}", "f", lease=60)).granted
+    assert len(ledger) == 50_000
+    for i in range(50_000):
+        await ledger.settle(f"k{i}", entry(EntryState.ACCEPTED))
+    assert len(ledger) == 10
+    assert {e.state for e in ledger.entries()} == {EntryState.ACCEPTED}
+
+
+async def test_settling_moves_an_entry_out_of_flight() -> None:
+    """A claimed key settles once: it is no longer in flight afterwards."""
+    ledger = MemoryLedger()
+    await ledger.claim("k", "f", lease=10)
+    await ledger.settle("k", entry(EntryState.UNKNOWN))
+
+    assert [e.state for e in ledger.entries()] == [EntryState.UNKNOWN]
+    again = await ledger.claim("k", "f", lease=10)
+    assert again.granted
+    assert [e.state for e in ledger.entries()] == [EntryState.IN_FLIGHT]
 
 
 def test_memory_ledger_satisfies_the_protocol() -> None:

@@ -103,11 +103,12 @@ def may_take_over(
 class MemoryLedger:
     """The in-process ledger: bounded, so a long-running worker stays flat.
 
-    Holds at most *max_entries* (about 0.7 KB each, so the default is some
-    14 MB); when full, the oldest entries that are not in flight are
-    forgotten first. Forgetting is safe: a forgotten tradeNo
-    sent again is refused by the gateway as a duplicate, and the SDK's
-    rejection check then finds the original by a status query.
+    Keeps at most *max_entries* settled entries (about 0.7 KB each, so the
+    default is some 14 MB) and forgets the oldest first. Entries in flight
+    are kept apart and never forgotten; there are only as many as calls
+    running. Forgetting is safe: a forgotten tradeNo sent again is refused
+    by the gateway as a duplicate, and the SDK's rejection check then finds
+    the original by a status query.
     """
 
     def __init__(
@@ -121,49 +122,51 @@ class MemoryLedger:
             raise ValueError(msg)
         self.max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, LedgerEntry] = OrderedDict()
+        # Two maps so that eviction never walks past in-flight entries: a
+        # 50,000-call gather claims 50,000 keys before the first settles.
+        self._in_flight: dict[str, LedgerEntry] = {}
+        self._settled: OrderedDict[str, LedgerEntry] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._in_flight) + len(self._settled)
 
     # No await inside: each method runs atomically on the event loop.
     async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
         """See :meth:`Ledger.claim`."""
         now = self._clock()
-        prior = self._entries.get(key)
+        prior = self._lookup(key)
         if prior is not None and not may_take_over(prior, fingerprint, now, lease):
             return Claim(granted=False, prior=prior)
-        self._put(
-            key,
-            LedgerEntry(
-                state=EntryState.IN_FLIGHT, fingerprint=fingerprint, updated_at=now
-            ),
+        self._settled.pop(key, None)
+        self._in_flight[key] = LedgerEntry(
+            state=EntryState.IN_FLIGHT, fingerprint=fingerprint, updated_at=now
         )
         return Claim(granted=True, prior=prior)
 
     async def settle(self, key: str, entry: LedgerEntry) -> None:
         """See :meth:`Ledger.settle`."""
-        self._put(key, entry)
+        self._in_flight.pop(key, None)
+        if entry.state is EntryState.IN_FLIGHT:
+            self._in_flight[key] = entry
+            return
+        self._settled[key] = entry
+        self._settled.move_to_end(key)
+        while len(self._settled) > self.max_entries:
+            self._settled.popitem(last=False)
 
     async def release(self, key: str) -> None:
         """See :meth:`Ledger.release`."""
-        self._entries.pop(key, None)
+        self._in_flight.pop(key, None)
+        self._settled.pop(key, None)
 
     async def get(self, key: str) -> LedgerEntry | None:
         """See :meth:`Ledger.get`."""
-        return self._entries.get(key)
+        return self._lookup(key)
 
-    def _put(self, key: str, entry: LedgerEntry) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        excess = len(self._entries) - self.max_entries
-        if excess <= 0:
-            return
-        victims: list[str] = []
-        for old, held in self._entries.items():  # oldest first
-            if len(victims) >= excess:
-                break
-            if old != key and held.state is not EntryState.IN_FLIGHT:
-                victims.append(old)
-        for old in victims:
-            del self._entries[old]
+    def entries(self) -> list[LedgerEntry]:
+        """Return every entry held, in flight first (for tests and metrics)."""
+        return [*self._in_flight.values(), *self._settled.values()]
+
+    def _lookup(self, key: str) -> LedgerEntry | None:
+        entry = self._in_flight.get(key)
+        return entry if entry is not None else self._settled.get(key)
