@@ -8,17 +8,13 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pytest
 from vexora_async import VexoraClient
 from vexora_async._cli import main
 from vexora_async.testing import SANDBOX_APP_SECRET, SANDBOX_MERCHANT_NO
 
 from conftest import make_payout
-
-
-if TYPE_CHECKING:
-    import pytest
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +34,13 @@ def test_sandbox_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> Non
     assert "time_scale" in capsys.readouterr().err
 
 
-async def test_sandbox_subcommand_serves_a_client() -> None:
-    """``python -m vexora_async sandbox --port 0`` serves until interrupted."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=str)
+async def test_sandbox_subcommand_serves_a_client(signum: signal.Signals) -> None:
+    """``python -m vexora_async sandbox --port 0`` serves until told to stop.
+
+    It stops on SIGINT even when started with SIGINT ignored (as a
+    background job is), and on SIGTERM.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -51,6 +52,8 @@ async def test_sandbox_subcommand_serves_a_client() -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        # A background job's children start with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         assert process.stdout is not None
@@ -63,7 +66,7 @@ async def test_sandbox_subcommand_serves_a_client() -> None:
             result = await client.create_payout(make_payout())
             balance = await client.get_balance()
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         await asyncio.wait_for(process.communicate(), 10)
     assert result.status == "0015"
     assert balance.freeze_amount == 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
 
 
+async def _until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM.
+
+    Handled on the loop rather than as KeyboardInterrupt: a process started
+    in the background inherits SIGINT *ignored*, and a service manager
+    stops with SIGTERM.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
 def _run(args: argparse.Namespace) -> int:
     from .exceptions import VexoraError  # noqa: PLC0415 - keeps --help fast
     from .testing import FakeGateway, SandboxConfig, serve_sandbox  # noqa: PLC0415
@@ -76,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  merchant_no = {args.merchant_no}")  # noqa: T201
             print("  app_secret  = (as given to --app-secret)")  # noqa: T201
             print("Press Ctrl-C to stop.", flush=True)  # noqa: T201
-            await asyncio.Event().wait()
+            await _until_stopped()
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
