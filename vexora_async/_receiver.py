@@ -328,7 +328,7 @@ class NotificationReceiver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             if scope["type"] == "websocket":
@@ -398,7 +398,8 @@ async def _send(send: Send, response: ReceiverResponse) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol for an app with nothing to start."""
     # Served alone (uvicorn module:receiver), the receiver gets the
     # lifespan protocol; it has nothing to start or stop.
     while True:

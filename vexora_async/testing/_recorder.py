@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from vexora_async._receiver import serve_lifespan
 from vexora_async._signer import SIGN_FIELD, verify
 
 from ._config import SANDBOX_APP_SECRET
@@ -98,7 +99,7 @@ class CallbackRecorder:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await _lifespan(receive, send)
+                await serve_lifespan(receive, send)
             return
         body = b""
         while True:
@@ -143,13 +144,3 @@ class CallbackRecorder:
         )
         self.received.append(callback)
         return callback
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
