@@ -114,20 +114,27 @@ def router() -> Iterator[respx.MockRouter]:
         yield mock
 
 
-@pytest.fixture
-async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
-    """Yield a client whose HTTP goes to *router*, with a fixed clock."""
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+@contextlib.asynccontextmanager
+async def mock_client(handler: Any, **options: Any) -> AsyncIterator[VexoraClient]:
+    """Yield a client whose HTTP goes to *handler* (a MockTransport's).
+
+    *options* are VexoraClient's keyword options. The client and the httpx
+    client under it are closed on exit.
+    """
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     async with (
         http,
         VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            clock=lambda: FIXED_MS,
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, **options
         ) as vexora,
     ):
+        yield vexora
+
+
+@pytest.fixture
+async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
+    """Yield a client whose HTTP goes to *router*, with a fixed clock."""
+    async with mock_client(router.async_handler, clock=lambda: FIXED_MS) as vexora:
         yield vexora
 
 

@@ -47,6 +47,7 @@ from conftest import (
     envelope,
     make_deposit,
     make_payout,
+    mock_client,
     payout_data,
     sent_body,
 )
@@ -120,18 +121,9 @@ RESULT_TYPES: dict[str, type[Any]] = {
 @pytest.fixture
 async def client(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
     """Yield a one-exchange client talking to *router*, with a fixed clock."""
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            clock=lambda: FIXED_MS,
-            retry=ONE_EXCHANGE,
-        ) as vexora,
-    ):
+    async with mock_client(
+        router.async_handler, clock=lambda: FIXED_MS, retry=ONE_EXCHANGE
+    ) as vexora:
         yield vexora
 
 
@@ -225,13 +217,7 @@ async def test_query_reproduces_the_fact_sheet_vector(router: respx.MockRouter) 
     call = answer(
         router, "get_payout", 200, json=envelope(payout_data("test_00000002"))
     )
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, clock=lambda: 1728613320708
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, clock=lambda: 1728613320708) as client:
         await client.get_payout("test_00000002")
     assert json.loads(call.calls.last.request.content) == {
         "tradeNo": "test_00000002",
@@ -257,13 +243,7 @@ async def test_every_attempt_reads_the_clock(router: respx.MockRouter) -> None:
     """The timestamp comes from the injected clock, fresh on every call."""
     ticks = iter([1000, 2000])
     call = answer(router, "get_balance", 200, json=envelope(GOOD_DATA["get_balance"]))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, clock=lambda: next(ticks)
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, clock=lambda: next(ticks)) as client:
         await client.get_balance()
         await client.get_balance()
     stamps = [sent_body(c.request)["timestamp"] for c in call.calls]
@@ -278,13 +258,7 @@ async def test_amount_format_option(
 ) -> None:
     """amount_format="decimal2" sends "100.00"; the default sends "100"."""
     call = answer(router, "create_payout", 200, json=envelope(payout_data()))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, amount_format=amount_format
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, amount_format=amount_format) as client:
         await client.create_payout(make_payout(amount=Decimal(100)))
     assert sent_body(call.calls.last.request)["amount"] == wire
 
@@ -1028,13 +1002,7 @@ async def test_unknown_outcome_is_logged_as_a_warning(
     caplog.set_level(logging.WARNING, logger="vexora_async")
     fail_with(router, "create_payout", httpx.ReadTimeout("slow"))
     fail_with(router, "get_payout", httpx.ReadTimeout("slow"))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=NO_WAIT
-        ) as c,
-    ):
+    async with mock_client(router.async_handler, retry=NO_WAIT) as c:
         with pytest.raises(PayoutOutcomeUnknown):
             await c.create_payout(make_payout())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -1236,13 +1204,7 @@ async def test_a_call_queued_past_its_deadline_is_not_sent(
         return httpx.Response(200, json=envelope(payout_data()))
 
     route = router.post(PATHS["create_payout"]).mock(side_effect=slow)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, max_connections=1
-        ) as vexora,
-    ):
+    async with mock_client(router.async_handler, max_connections=1) as vexora:
         first = asyncio.create_task(vexora.create_payout(make_payout()))
         await started.wait()
         queued = asyncio.create_task(

@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from vexora_async import Call, Middleware, Operation, VexoraClient, VexoraError
+from vexora_async import Call, Middleware, Operation, VexoraError
 from vexora_async._middleware import build_chain
 
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, payout_data, sent_body
+from conftest import (
+    envelope,
+    mock_client,
+    payout_data,
+    sent_body,
+)
 
 
 if TYPE_CHECKING:
@@ -64,18 +69,9 @@ async def test_middleware_sees_unsigned_params_and_each_try_is_resigned(
         return_value=httpx.Response(200, json=envelope(payout_data("T1")))
     )
     ticks = itertools.count(1000)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            clock=lambda: next(ticks),
-            middleware=[twice],
-        ) as client,
-    ):
+    async with mock_client(
+        router.async_handler, clock=lambda: next(ticks), middleware=[twice]
+    ) as client:
         status = await client.get_payout("T1")
     assert status.trade_no == "T1"
     assert seen_params == [{"tradeNo": "T1"}]
@@ -96,12 +92,6 @@ async def test_middleware_answering_the_wrong_type_is_an_error(
         del call, call_next
         return "not a balance"
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, middleware=[liar]
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, middleware=[liar]) as client:
         with pytest.raises(VexoraError, match="a middleware answered str"):
             await client.get_balance()

@@ -30,9 +30,9 @@ from vexora_async._retry import RetryMiddleware
 from conftest import (
     BASE_URL,
     MERCHANT_NO,
-    SECRET,
     envelope,
     make_payout,
+    mock_client,
     payout_data,
     sent_body,
 )
@@ -76,18 +76,9 @@ def ticking_clock() -> Callable[[], int]:
 @pytest.fixture
 async def fast(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
     """A client with near-zero backoff, talking to *router*."""
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            retry=FAST,
-            clock=ticking_clock(),
-        ) as client,
-    ):
+    async with mock_client(
+        router.async_handler, retry=FAST, clock=ticking_clock()
+    ) as client:
         yield client
 
 
@@ -275,16 +266,10 @@ async def test_deadline_exceeded_raises_payout_outcome_unknown(
     """When the gateway never says, the caller gets the unknown and its tradeNo."""
     router.post(PAYOUT).mock(side_effect=httpx.ReadTimeout("slow"))
     query = router.post(QUERY).mock(return_value=code("5000"))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     policy = RetryPolicy(
         backoff_initial=0.05, backoff_max=0.05, deadline=0.3, max_reconcile_queries=100
     )
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=policy
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, retry=policy) as client:
         with pytest.raises(PayoutOutcomeUnknown) as info:
             await client.create_payout(make_payout())
 
@@ -349,19 +334,13 @@ async def test_resubmission_can_be_turned_off(router: respx.MockRouter) -> None:
     """With resubmit=False a not-found payout stays unknown; nothing resent."""
     post = router.post(PAYOUT).mock(side_effect=[httpx.ReadTimeout("slow")])
     router.post(QUERY).mock(return_value=NOT_FOUND)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     policy = RetryPolicy(
         backoff_initial=0.001,
         backoff_max=0.001,
         resubmit=False,
         max_reconcile_queries=3,
     )
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, retry=policy
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, retry=policy) as client:
         with pytest.raises(PayoutOutcomeUnknown, match="resubmission is off"):
             await client.create_payout(make_payout())
 
@@ -372,17 +351,9 @@ async def test_reconciliation_can_be_turned_off(router: respx.MockRouter) -> Non
     """With reconcile=False the first unknown goes straight to the caller."""
     router.post(PAYOUT).mock(side_effect=[httpx.ReadTimeout("slow")])
     query = router.post(QUERY).mock(return_value=ok())
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            retry=RetryPolicy(reconcile=False),
-        ) as client,
-    ):
+    async with mock_client(
+        router.async_handler, retry=RetryPolicy(reconcile=False)
+    ) as client:
         with pytest.raises(PayoutOutcomeUnknown):
             await client.create_payout(make_payout())
 
@@ -447,13 +418,7 @@ async def test_deadline_cuts_each_attempts_timeout(router: respx.MockRouter) -> 
         return ok()
 
     router.post(QUERY).mock(side_effect=record)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, timeout=30.0
-        ) as client,
-    ):
+    async with mock_client(router.async_handler, timeout=30.0) as client:
         await client.get_payout("VX20260331004567", deadline=2.0)
 
     assert all(0 < value <= 2.0 for value in seen[0].values())
@@ -462,11 +427,7 @@ async def test_deadline_cuts_each_attempts_timeout(router: respx.MockRouter) -> 
 async def test_no_attempt_starts_after_the_deadline(router: respx.MockRouter) -> None:
     """An attempt whose deadline has passed is not sent at all."""
     route = router.post(QUERY).mock(return_value=ok())
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(MERCHANT_NO, SECRET, BASE_URL, http_client=http) as client,
-    ):
+    async with mock_client(router.async_handler) as client:
         call = Call(
             Operation.GET_PAYOUT,
             {"tradeNo": "T1"},
@@ -506,18 +467,9 @@ async def test_user_middleware_runs_once_per_attempt(router: respx.MockRouter) -
         return await call_next(call)
 
     router.post(PAYOUT).mock(side_effect=[httpx.ConnectError("refused"), ok()])
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
-    async with (
-        http,
-        VexoraClient(
-            MERCHANT_NO,
-            SECRET,
-            BASE_URL,
-            http_client=http,
-            retry=FAST,
-            middleware=[count],
-        ) as client,
-    ):
+    async with mock_client(
+        router.async_handler, retry=FAST, middleware=[count]
+    ) as client:
         await client.create_payout(make_payout())
 
     assert seen == ["create_payout", "create_payout"]

@@ -107,11 +107,10 @@ class Exchange:
         self.closed = False
 
     async def __call__(self, call: Call) -> object:
-        """Send one attempt of *call*; return its result record or raise."""
-        return await self._send(call)
+        """Send one attempt of *call*; return its result record or raise.
 
-    async def _send(self, call: Call) -> object:
-        """Innermost step: stamp, sign, POST, decode. One HTTP attempt."""
+        Stamps a fresh ``timestamp`` and ``sign``, POSTs, and decodes.
+        """
         if self.closed or self._http.is_closed:
             raise InvalidRequestError(None, "the client is closed; nothing was sent")
         operation = call.operation
