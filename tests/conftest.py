@@ -62,11 +62,16 @@ def envelope(
 
 
 def payout_data(
-    trade_no: str = "VX20260331004567", status: str = "0015"
+    trade_no: str = "VX20260331004567", status: str = "0015", amount: str = "100.00"
 ) -> dict[str, Any]:
-    """Return a payout answer's ``data`` as the docs show it."""
+    """Return a payout answer's ``data`` as the docs show it.
+
+    *amount* matches :func:`make_payout`'s: a query answer must carry the
+    request's amount for the SDK to adopt it as this payout.
+    """
     return {
         "tradeNo": trade_no,
+        "amount": amount,
         "platFormTradeNo": "vx8f3k29d0qplm7x2",
         "status": status,
         "message": "Processing",

@@ -284,6 +284,7 @@ async def test_create_payout_result(
         status="0015",  # type: ignore[arg-type]  # compares equal to the status
         message="Processing",
         remark="collection_vx_04567",
+        amount=Decimal("100.00"),
     )
     assert result.status.is_processing
     assert not result.status.is_final
@@ -852,12 +853,22 @@ async def test_create_5xx_is_unknown(
     _assert_unknown(await raises_from(invoke(client, name)), name)
 
 
-@pytest.mark.parametrize("status", [503, 429, 400, 401, 403, 404, 302])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 302, 303, 201, 204])
+@pytest.mark.parametrize("name", CREATES)
+async def test_create_other_statuses_are_unknown(
+    client: VexoraClient, router: respx.MockRouter, name: str, status: int
+) -> None:
+    """The gateway refuses with 200 + code 8000: any other status is unknown."""
+    answer(router, name, status, text="Conflict")
+    _assert_unknown(await raises_from(invoke(client, name)), name)
+
+
+@pytest.mark.parametrize("status", [503, 429])
 @pytest.mark.parametrize("name", CREATES)
 async def test_create_not_executed_statuses_are_http_status_errors(
     client: VexoraClient, router: respx.MockRouter, name: str, status: int
 ) -> None:
-    """503, 429 and 4xx after a create were not executed: HTTPStatusError."""
+    """503 and 429 after a create were not executed: HTTPStatusError."""
     answer(router, name, status, headers={"Retry-After": "3"}, text="busy")
     error = await raises_from(invoke(client, name))
     assert isinstance(error, HTTPStatusError)

@@ -24,6 +24,7 @@ from vexora_async import (
     RetryPolicy,
     VexoraClient,
 )
+from vexora_async._converter import WireCodec
 from vexora_async._middleware import Call
 from vexora_async._retry import RetryMiddleware
 
@@ -446,7 +447,7 @@ async def test_deposit_unknown_is_reconciled_through_the_deposit_query(
     """Pay-ins get the same care, through queryPayInResult."""
     router.post("/v1/vexora/deposits").mock(side_effect=[httpx.ReadTimeout("slow")])
     query = router.post("/v1/vexora/queryPayInResult").mock(
-        return_value=ok(payout_data(trade_no="D1"))
+        return_value=ok(payout_data(trade_no="D1", amount="500"))
     )
     request = DepositRequest(
         trade_no="D1", amount=500, name="Ko Min Thu", notify_url="http://127.0.0.1:9/n"
@@ -497,6 +498,7 @@ async def test_middleware_never_sleeps_past_the_deadline() -> None:
 
     middleware = RetryMiddleware(
         RetryPolicy(backoff_initial=10.0, backoff_max=10.0),
+        WireCodec.create(),
         sleep=sleep,
         clock=lambda: 0.0,
     )

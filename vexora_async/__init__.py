@@ -58,6 +58,7 @@ from .exceptions import (
     RequestTimeout,
     SignatureError,
     StaleNotification,
+    TradeNoCollision,
     TransportError,
     VexoraError,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "SignatureError",
     "StaleNotification",
     "StatusKind",
+    "TradeNoCollision",
     "TransactionStatus",
     "TransportError",
     "VexoraClient",

@@ -240,7 +240,7 @@ class VexoraClient:
             # another worker may presume its owner dead.
             lease=2 * self.retry_policy.deadline + 60.0,
         )
-        self._retry = RetryMiddleware(self.retry_policy)
+        self._retry = RetryMiddleware(self.retry_policy, self._codec)
         self._handler = build_chain(
             (self._idempotency, self._retry, *middleware),
             self._send,
@@ -341,11 +341,22 @@ class VexoraClient:
     ) -> PayoutResult:
         """Settle a payout whose outcome was unknown, under its own tradeNo.
 
-        Asks the gateway first (status query); if it does not know the
-        tradeNo, sends the same request again (unless the retry policy's
-        ``resubmit`` is off). Use it after
+        Always asks the gateway first (status query), whatever the retry
+        policy says about reconciliation. If the gateway knows the tradeNo
+        with this request's amount, that is the result, and nothing is sent.
+        If it does not know it, the same request is sent again under the same
+        tradeNo, unless the policy's ``resubmit`` is off (then the outcome
+        stays unknown). Use it after
         :class:`~vexora_async.PayoutOutcomeUnknown`, for example from a
         periodic job, with the request you stored before the first attempt.
+
+        Raises :class:`~vexora_async.PayoutOutcomeUnknown` when it still
+        cannot tell within the deadline,
+        :class:`~vexora_async.TradeNoCollision` when the gateway holds the
+        tradeNo for a different payout (another amount), and
+        :class:`~vexora_async.RequestRejected` (``confirmed=True``) only when
+        the gateway does not know the tradeNo and refused it again. Errors
+        name ``operation="resolve_payout"``.
         """
         if not isinstance(request, PayoutRequest):
             raise InvalidRequestError(None, "resolve_payout takes a PayoutRequest")
@@ -356,7 +367,7 @@ class VexoraClient:
             PayoutResult,
             timeout=timeout,
             deadline=deadline,
-            reconcile_first=True,
+            resolve=True,
         )
 
     async def get_payout(
@@ -455,7 +466,7 @@ class VexoraClient:
         timeout: float | httpx.Timeout | None,
         max_retries: int | None = None,
         deadline: float | None = None,
-        reconcile_first: bool = False,
+        resolve: bool = False,
     ) -> T:
         if max_retries is not None and not _is_count(max_retries, 0):
             raise InvalidRequestError("max_retries", "must be an int >= 0")
@@ -469,7 +480,7 @@ class VexoraClient:
             timeout=_as_timeout(timeout),
             deadline=asyncio.get_running_loop().time() + budget,
             max_retries=max_retries,
-            reconcile_first=reconcile_first,
+            resolve=resolve,
         )
         result = await self._handler(call)
         if not isinstance(result, result_type):

@@ -20,18 +20,17 @@ import httpx
 
 from . import _json
 from ._masking import mask_digit_runs
-from ._operations import outcome_unknown
-from ._signer import sign
-from .exceptions import (
-    ConnectError,
-    DecodingError,
-    GatewayError,
-    HTTPStatusError,
-    InvalidRequestError,
-    RequestRejected,
-    RequestTimeout,
-    TransportError,
+from ._outcomes import (
+    CallIdentity,
+    Executed,
+    HTTPAnswer,
+    Outcome,
+    Phase,
+    TransportFailure,
+    interpret,
 )
+from ._signer import sign
+from .exceptions import ConnectError, InvalidRequestError
 
 
 if TYPE_CHECKING:
@@ -39,16 +38,11 @@ if TYPE_CHECKING:
 
     from ._converter import WireCodec
     from ._middleware import Call
-    from ._models import Envelope
     from ._operations import Operation
-    from .exceptions import OutcomeUnknown, VexoraError
 
 
 logger = logging.getLogger("vexora_async")
 
-CODE_OK = "0000"
-CODE_REJECTED = "8000"
-_EXCERPT_CHARS = 200
 # A failure to reach the gateway at all: the request provably was not sent.
 # Building the request (a bad URL, an unsupported scheme) or reaching a proxy
 # fails before anything reaches the gateway too.
@@ -109,11 +103,11 @@ class Exchange:
     async def __call__(self, call: Call) -> object:
         """Send one attempt of *call*; return its result record or raise.
 
-        Stamps a fresh ``timestamp`` and ``sign``, POSTs, and decodes.
+        Stamps a fresh ``timestamp`` and ``sign``, POSTs, and lets
+        :mod:`~vexora_async._outcomes` decide what the answer means.
         """
         if self.closed or self._http.is_closed:
             raise InvalidRequestError(None, "the client is closed; nothing was sent")
-        operation = call.operation
         fields: dict[str, str] = dict(call.params)
         fields["timestamp"] = str(self._clock())
         fields["sign"] = sign(fields, self._secret.value)
@@ -124,19 +118,30 @@ class Exchange:
             timeout = self._attempt_timeout(call)
             try:
                 response = await self._http.post(
-                    self._urls[operation],
+                    self._urls[call.operation],
                     content=body,
                     headers=self._headers,
                     timeout=timeout,
                 )
-            # The edge of the network: every failure becomes one of ours,
-            # classified by whether the gateway may have seen the request.
-            except Exception as exc:
-                raise self._transport_error(call, exc, started) from exc
+            # The edge of the network: every failure becomes facts for the
+            # money rules, classified by whether the request may have left.
+            except Exception as exc:  # noqa: BLE001 - classified, then raised as ours
+                facts: TransportFailure | HTTPAnswer = _failure(exc)
+                cause: BaseException | None = exc
+            else:
+                facts = HTTPAnswer(
+                    response.status_code,
+                    response.content,
+                    _retry_after(response),
+                )
+                cause = None
         finally:
             self.limiter.release()
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return self._interpret(call, response, elapsed_ms)
+        outcome = interpret(facts, _identity(call), self._codec, self._redact)
+        self._log(call, facts, outcome, started)
+        if outcome.error is not None:
+            raise outcome.error from (cause or outcome.error.__cause__)
+        return outcome.result
 
     async def _acquire(self, call: Call) -> None:
         """Wait for a free connection slot, but not past the call's deadline."""
@@ -154,7 +159,7 @@ class Exchange:
             raise ConnectError(
                 "the call's deadline passed while it waited for a free connection; "
                 "nothing was sent",
-                operation=call.operation.label,
+                operation=call.label,
                 trade_no=call.trade_no,
             ) from None
 
@@ -169,7 +174,7 @@ class Exchange:
             # Checked after queueing for a connection, before any byte is sent.
             raise ConnectError(
                 "the call's deadline passed before this attempt; nothing was sent",
-                operation=call.operation.label,
+                operation=call.label,
                 trade_no=call.trade_no,
             )
         return httpx.Timeout(
@@ -179,138 +184,47 @@ class Exchange:
             pool=_cut(base.pool, remaining),
         )
 
-    def _interpret(
-        self, call: Call, response: httpx.Response, elapsed_ms: float
-    ) -> object:
-        operation = call.operation
-        status = response.status_code
-        if not 200 <= status < 300:  # noqa: PLR2004
-            self._log(call, status, None, elapsed_ms)
-            raise self._status_error(call, response)
-        try:
-            envelope = self._codec.decode_envelope(response.content)
-            self._log(call, status, envelope.code, elapsed_ms)
-            if envelope.code == CODE_OK:
-                return self._result(call, envelope)
-        except DecodingError as exc:
-            self._log(call, status, None, elapsed_ms)
-            if operation.creates:
-                raise self._unknown(
-                    call, f"the answer could not be read: {exc}"
-                ) from exc
-            raise _with_identity(exc, call) from exc.__cause__
-        # The gateway's msg is free text: never let it carry the secret out.
-        msg = self._redact(envelope.msg)
-        if envelope.code == CODE_REJECTED:
-            raise RequestRejected(
-                envelope.code,
-                msg,
-                operation=operation.label,
-                trade_no=call.trade_no,
-            )
-        if operation.creates:
-            # 5000 ("do NOT treat as failed") and any code the docs do not
-            # define: the transaction may exist.
-            raise self._unknown(
-                call, f"the gateway answered code {envelope.code}: {msg}"
-            )
-        raise GatewayError(
-            envelope.code,
-            msg,
-            operation=operation.label,
-            trade_no=call.trade_no,
-        )
-
-    def _result(self, call: Call, envelope: Envelope) -> object:
-        result: object = self._codec.decode_data(envelope, call.operation.result_type)
-        echoed = getattr(result, "trade_no", None)
-        if call.trade_no is not None and echoed != call.trade_no:
-            # An answer about another transaction is not an answer about ours.
-            msg = f"the answer is about tradeNo {echoed!r}, not ours"
-            raise DecodingError(msg)
-        return result
-
-    def _transport_error(
-        self, call: Call, exc: Exception, started: float
-    ) -> VexoraError:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        logger.debug(
-            "POST %s op=%s trade_no=%s failed=%s elapsed_ms=%.1f",
-            call.operation.path,
-            call.operation.label,
-            call.trade_no,
-            type(exc).__name__,
-            elapsed_ms,
-        )
-        label, trade_no = call.operation.label, call.trade_no
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(exc, _NOT_SENT):
-            return ConnectError(
-                f"could not reach the gateway ({reason}); nothing was sent",
-                operation=label,
-                trade_no=trade_no,
-            )
-        if call.operation.creates:
-            return self._unknown(call, f"the exchange failed after sending ({reason})")
-        if isinstance(exc, httpx.TimeoutException):
-            return RequestTimeout(
-                f"the gateway did not answer in time ({reason})",
-                operation=label,
-                trade_no=trade_no,
-            )
-        return TransportError(
-            f"the exchange with the gateway failed ({reason})",
-            operation=label,
-            trade_no=trade_no,
-        )
-
-    def _status_error(self, call: Call, response: httpx.Response) -> VexoraError:
-        status = response.status_code
-        # 5xx (but 503, "unavailable"), 408 and anything unexpected after a
-        # create may mean the gateway executed it.
-        maybe_executed = (status >= 500 and status != 503) or status == 408  # noqa: PLR2004
-        if call.operation.creates and maybe_executed:
-            return self._unknown(call, f"the gateway answered HTTP {status}")
-        excerpt = self._excerpt(response.content)
-        return HTTPStatusError(
-            f"the gateway answered HTTP {status}: {excerpt!r}",
-            status_code=status,
-            body_excerpt=excerpt,
-            retry_after=_retry_after(response),
-            operation=call.operation.label,
-            trade_no=call.trade_no,
-        )
-
-    def _excerpt(self, content: bytes) -> str:
-        text = content[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-        return self._redact(text)[:_EXCERPT_CHARS]
-
     def _redact(self, text: str) -> str:
         """Remove the secret and mask account-like digit runs from gateway text."""
         return mask_digit_runs(text.replace(self._secret.value, "<secret>"))
 
-    def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
-        logger.info(
-            "attempt outcome unknown op=%s trade_no=%s: %s",
-            call.operation.label,
-            call.trade_no,
-            reason,
-        )
-        return outcome_unknown(call.operation, call.trade_no, reason)
-
     def _log(
-        self, call: Call, status: int, code: str | None, elapsed_ms: float
+        self,
+        call: Call,
+        facts: TransportFailure | HTTPAnswer,
+        outcome: Outcome,
+        started: float,
     ) -> None:
+        if outcome.executed is Executed.MAYBE:
+            logger.info(
+                "attempt outcome unknown op=%s trade_no=%s: %s",
+                call.label,
+                call.trade_no,
+                outcome.error,
+            )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "POST %s op=%s trade_no=%s http=%s code=%s elapsed_ms=%.1f",
+                "POST %s op=%s trade_no=%s http=%s code=%s error=%s elapsed_ms=%.1f",
                 call.operation.path,
-                call.operation.label,
+                call.label,
                 call.trade_no,
-                status,
-                code,
-                elapsed_ms,
+                facts.status if isinstance(facts, HTTPAnswer) else facts.reason,
+                outcome.code,
+                type(outcome.error).__name__ if outcome.error else None,
+                (time.perf_counter() - started) * 1000,
             )
+
+
+def _identity(call: Call) -> CallIdentity:
+    return CallIdentity(call.operation, call.trade_no, call.label)
+
+
+def _failure(exc: Exception) -> TransportFailure:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    phase = Phase.NOT_SENT if isinstance(exc, _NOT_SENT) else Phase.MAYBE_SENT
+    return TransportFailure(
+        phase, timed_out=isinstance(exc, httpx.TimeoutException), reason=reason
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -341,9 +255,3 @@ def _longest(timeout: httpx.Timeout) -> float:
 
 def _cut(limit: float | None, remaining: float) -> float:
     return remaining if limit is None else min(limit, remaining)
-
-
-def _with_identity(exc: VexoraError, call: Call) -> VexoraError:
-    exc.operation = call.operation.label
-    exc.trade_no = call.trade_no
-    return exc

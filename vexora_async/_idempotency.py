@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._codes import ResponseCode
 from ._ledger import Claim, EntryState, Ledger, LedgerEntry
-from ._models import Envelope
 from ._operations import outcome_unknown
+from ._outcomes import Executed, result_from_data, verdict
 from .exceptions import (
     ConflictingRequestError,
-    ConnectError,
-    HTTPStatusError,
-    InvalidRequestError,
     LedgerError,
     RequestRejected,
+    TradeNoCollision,
+    VexoraError,
 )
 
 
@@ -149,18 +149,8 @@ class IdempotencyMiddleware:
             call = call.evolve(reconcile_first=True)
         try:
             result = await call_next(call)
-        except RequestRejected as exc:
-            await self._settle(
-                key, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
-            )
-            raise
-        except (ConnectError, HTTPStatusError, InvalidRequestError):
-            # This attempt provably did nothing. If an earlier one is
-            # unknown, it stays unknown; otherwise the tradeNo is free.
-            if claim.prior is not None:
-                await self._settle(key, print_, EntryState.UNKNOWN)
-            else:
-                await self._record(self.ledger.release(key), key)
+        except VexoraError as exc:
+            await asyncio.shield(self._settle_failure(key, print_, claim, exc))
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
@@ -170,6 +160,26 @@ class IdempotencyMiddleware:
         raw = getattr(result, "raw", None)
         await self._settle(key, print_, EntryState.ACCEPTED, data=raw)
         return result
+
+    async def _settle_failure(
+        self, key: str, print_: str, claim: Claim, exc: VexoraError
+    ) -> None:
+        """Record what a create that failed with *exc* leaves behind."""
+        if isinstance(exc, RequestRejected) and exc.confirmed:
+            await self._settle(
+                key, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
+            )
+        elif isinstance(exc, (RequestRejected, TradeNoCollision)):
+            # An unconfirmed refusal may be the duplicate refusal of a paid
+            # payout, and a collision leaves the tradeNo taken: the next call
+            # must ask the gateway, not answer from here.
+            await self._settle(key, print_, EntryState.UNKNOWN)
+        elif verdict(exc) is not Executed.NO or claim.prior is not None:
+            # May have executed now, or an earlier attempt's outcome is
+            # unknown and this one changed nothing: unknown it stays.
+            await self._settle(key, print_, EntryState.UNKNOWN)
+        else:
+            await self._record(self.ledger.release(key), key)
 
     async def _settle(
         self,
@@ -211,17 +221,18 @@ class IdempotencyMiddleware:
         if prior.state is EntryState.ACCEPTED and prior.data is not None:
             logger.debug(
                 "op=%s trade_no=%s answered from the ledger",
-                call.operation.label,
+                call.label,
                 call.trade_no,
             )
-            envelope = Envelope(code="0000", data=prior.data)
-            return self._codec.decode_data(envelope, call.operation.result_type)
+            return result_from_data(call.operation, prior.data, self._codec)
         if prior.state is EntryState.REJECTED:
+            # Recorded only once a status query confirmed it.
             raise RequestRejected(
-                prior.code or "8000",
+                prior.code or ResponseCode.REJECTED.value,
                 prior.msg or "refused earlier",
-                operation=call.operation.label,
+                operation=call.label,
                 trade_no=call.trade_no,
+                confirmed=True,
             )
         raise _unknown(
             call,
@@ -234,10 +245,10 @@ def _conflict(call: Call) -> ConflictingRequestError:
         "this tradeNo was already used with a different payload (amount, account, "
         "name or bank); nothing was sent. One tradeNo is one payout: use a new "
         "tradeNo for a different payout",
-        operation=call.operation.label,
+        operation=call.label,
         trade_no=call.trade_no,
     )
 
 
 def _unknown(call: Call, reason: str) -> OutcomeUnknown:
-    return outcome_unknown(call.operation, call.trade_no, reason)
+    return outcome_unknown(call.operation, call.trade_no, reason, label=call.label)

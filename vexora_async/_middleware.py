@@ -34,6 +34,8 @@ class Call:
     *max_retries* overrides the client's for this call. *reconcile_first*
     tells the retry layer that an earlier attempt's outcome is unknown, so
     it must ask the gateway (status query) before it sends anything.
+    *resolve* marks :meth:`~vexora_async.VexoraClient.resolve_payout`: it
+    always asks first, whatever the retry policy.
     """
 
     operation: Operation
@@ -43,6 +45,12 @@ class Call:
     deadline: float | None = None
     max_retries: int | None = None
     reconcile_first: bool = False
+    resolve: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name of the call the user made, as errors report it."""
+        return "resolve_payout" if self.resolve else self.operation.label
 
     def evolve(self, **changes: object) -> Call:
         """Return a copy with *changes*, as :func:`attrs.evolve` does."""

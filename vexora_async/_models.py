@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import attrs
 
 from . import _validation as v
+from ._codes import StatusCode
 from ._masking import mask_account, mask_name
 from .exceptions import InvalidRequestError
 
@@ -74,14 +75,14 @@ class StatusKind(enum.Enum):
     UNKNOWN = "unknown"
 
 
-_STATUS_KINDS = {
-    "0000": StatusKind.SUCCESS,
-    "0001": StatusKind.PARTIAL,
-    "0015": StatusKind.PROCESSING,
-    "00029": StatusKind.FAILED,
+_STATUS_KINDS: dict[str, StatusKind] = {
+    StatusCode.SUCCESS.value: StatusKind.SUCCESS,
+    StatusCode.PARTIAL.value: StatusKind.PARTIAL,
+    StatusCode.PROCESSING.value: StatusKind.PROCESSING,
+    StatusCode.FAILED.value: StatusKind.FAILED,
     # Documented by a sister gateway on the same template.
-    "0100019": StatusKind.FAILED,
-    "00032": StatusKind.UNKNOWN,
+    StatusCode.DAILY_LIMIT_REACHED.value: StatusKind.FAILED,
+    StatusCode.UNKNOWN_ERROR.value: StatusKind.UNKNOWN,
 }
 
 
@@ -130,10 +131,10 @@ class TransactionStatus(str):
         return f"TransactionStatus({str(self)!r}, {self.kind.value})"
 
 
-TransactionStatus.SUCCESS = TransactionStatus("0000")
-TransactionStatus.PARTIAL = TransactionStatus("0001")
-TransactionStatus.PROCESSING = TransactionStatus("0015")
-TransactionStatus.FAILED = TransactionStatus("00029")
+TransactionStatus.SUCCESS = TransactionStatus(StatusCode.SUCCESS.value)
+TransactionStatus.PARTIAL = TransactionStatus(StatusCode.PARTIAL.value)
+TransactionStatus.PROCESSING = TransactionStatus(StatusCode.PROCESSING.value)
+TransactionStatus.FAILED = TransactionStatus(StatusCode.FAILED.value)
 
 
 def _payout_amount(value: object) -> Decimal:

@@ -1,4 +1,8 @@
-"""The gateway's five calls: their paths, and what each answers with."""
+"""The gateway's five calls: paths, result types, and what each create needs.
+
+For a create, the table also knows its status query (how reconciliation
+finds out what happened) and the error that says its outcome is unknown.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ class Operation(enum.Enum):
 
     :attr:`creates` marks the calls that create a transaction: for those, an
     answer we could not read is an unknown outcome, not a failure.
+    :attr:`status_query` is a create's status query (``None`` for the
+    others) and :attr:`unknown_error` the error class of its unknown
+    outcome.
     """
 
     CREATE_PAYOUT = ("create_payout", "/v1/vexora/disbursements", True, PayoutResult)
@@ -20,6 +27,9 @@ class Operation(enum.Enum):
     CREATE_DEPOSIT = ("create_deposit", "/v1/vexora/deposits", True, DepositResult)
     GET_DEPOSIT = ("get_deposit", "/v1/vexora/queryPayInResult", False, DepositStatus)
     GET_BALANCE = ("get_balance", "/v1/vexora/queryBalance", False, Balance)
+
+    status_query: Operation | None
+    unknown_error: type[OutcomeUnknown]
 
     def __init__(
         self,
@@ -32,19 +42,27 @@ class Operation(enum.Enum):
         self.path = path
         self.creates = creates
         self.result_type = result_type
+        self.status_query = None
+        self.unknown_error = OutcomeUnknown
+
+
+Operation.CREATE_PAYOUT.status_query = Operation.GET_PAYOUT
+Operation.CREATE_PAYOUT.unknown_error = PayoutOutcomeUnknown
+Operation.CREATE_DEPOSIT.status_query = Operation.GET_DEPOSIT
 
 
 def outcome_unknown(
-    operation: Operation, trade_no: str | None, reason: str
+    operation: Operation, trade_no: str | None, reason: str, *, label: str | None = None
 ) -> OutcomeUnknown:
-    """Build the unknown-outcome error of a create, saying what to do next."""
-    kind = (
-        PayoutOutcomeUnknown if operation is Operation.CREATE_PAYOUT else OutcomeUnknown
-    )
-    return kind(
+    """Build the unknown-outcome error of a create, saying what to do next.
+
+    *label* overrides the operation's name in the error (``resolve_payout``
+    runs the create's machinery under its own name).
+    """
+    return operation.unknown_error(
         f"{reason}; it may have been executed. Resolve it under the same tradeNo "
-        "(query it, or call again with the same request) and never resend it "
+        "(client.resolve_payout with the same request) and never resend it "
         "under a new one",
         trade_no=trade_no or "",
-        operation=operation.label,
+        operation=label or operation.label,
     )

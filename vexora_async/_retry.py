@@ -35,16 +35,18 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._models import DepositResult, DepositStatus, PayoutResult, PayoutStatus
-from ._operations import Operation, outcome_unknown
+from ._operations import outcome_unknown
+from ._outcomes import (
+    CallIdentity,
+    adopt_found,
+    create_is_resendable,
+    read_is_retryable,
+)
 from .exceptions import (
-    ConnectError,
     DecodingError,
-    GatewayError,
     HTTPStatusError,
     OutcomeUnknown,
     RequestRejected,
-    TransportError,
     VexoraError,
 )
 
@@ -52,16 +54,11 @@ from .exceptions import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ._converter import WireCodec
     from ._middleware import Call
 
 
 logger = logging.getLogger("vexora_async")
-
-#: Statuses after which a read-only call is worth another try.
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: Statuses that say the gateway did not take the request at all.
-_NOT_TAKEN_STATUS = frozenset({429, 503})
-_SYSTEM_EXCEPTION = "5000"
 
 
 @attrs.frozen(kw_only=True)
@@ -81,6 +78,14 @@ class RetryPolicy:
     gateway whether the tradeNo exists after all (an earlier attempt, or a
     previous run of your process, may have created it).
     *max_reconcile_queries* bounds the status queries of one call.
+    *adopt_unchecked* lets a payout found by a status query whose answer
+    carries no amount be reported as this request's; by default it stays an
+    unknown outcome, since it cannot be told apart from another payout that
+    holds the same tradeNo (see :doc:`/retries`).
+
+    :meth:`~vexora_async.VexoraClient.resolve_payout` always asks the
+    gateway first, whatever *reconcile* says; *resubmit* still decides
+    whether it may send the request again.
     """
 
     max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
@@ -94,6 +99,7 @@ class RetryPolicy:
     max_reconcile_queries: int = attrs.field(
         default=6, validator=attrs.validators.ge(1)
     )
+    adopt_unchecked: bool = False
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Return the jittered backoff before retry number *attempt* + 1."""
@@ -101,58 +107,26 @@ class RetryPolicy:
         return ceiling * (0.5 + rand() / 2)
 
 
-def is_transient(exc: VexoraError) -> bool:
-    """Tell whether a read-only call failing with *exc* is worth retrying."""
-    if isinstance(exc, HTTPStatusError):
-        return exc.status_code in _TRANSIENT_STATUS
-    if isinstance(exc, RequestRejected):
-        return False
-    if isinstance(exc, GatewayError):
-        return exc.code == _SYSTEM_EXCEPTION
-    return isinstance(exc, (TransportError, DecodingError))
-
-
-def was_not_taken(exc: VexoraError) -> bool:
-    """Tell whether a create failing with *exc* provably did nothing."""
-    if isinstance(exc, HTTPStatusError):
-        return exc.status_code in _NOT_TAKEN_STATUS
-    return isinstance(exc, ConnectError)
-
-
-def as_create_result(status: object) -> PayoutResult | DepositResult:
-    """Turn a status query's answer into the create call's result type."""
-    if isinstance(status, (PayoutStatus, DepositStatus)):
-        kind = PayoutResult if isinstance(status, PayoutStatus) else DepositResult
-        return kind(
-            trade_no=status.trade_no,
-            status=status.status,
-            platform_trade_no=status.platform_trade_no,
-            message=status.message,
-            remark=status.remark,
-            amount=status.amount,
-            raw=status.raw,
-        )
-    msg = f"a status query answered {type(status).__name__}"
-    raise DecodingError(msg)
-
-
 class RetryMiddleware:
     """Retries transient failures and reconciles unknown outcomes.
 
     The client puts it inside the idempotency layer and outside the signing
-    step; see :doc:`/retries`. *sleep*, *clock* and *rand* are injectable
-    for tests.
+    step; see :doc:`/retries`. *codec* builds a create's result from a
+    status query's answer. *sleep*, *clock* and *rand* are injectable for
+    tests.
     """
 
     def __init__(
         self,
         policy: RetryPolicy,
+        codec: WireCodec,
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy
+        self._codec = codec
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -165,16 +139,24 @@ class RetryMiddleware:
     ) -> object:
         """Run *call* with retries, reconciling a create's unknown outcome."""
         if not call.operation.creates:
-            return await self._with_retries(call, call_next, is_transient)
-        if call.reconcile_first and self.policy.reconcile:
+            return await self._with_retries(call, call_next, read_is_retryable)
+        if call.resolve or (call.reconcile_first and self.policy.reconcile):
             return await self._reconcile(call, call_next, "an earlier attempt")
+        if call.reconcile_first:
+            # Sending again would answer "duplicate" for a paid payout; only
+            # a query can tell, and the policy forbids queries here.
+            raise self._unknown(
+                call,
+                "an earlier attempt's outcome is unknown and reconciliation is "
+                "off, so nothing was sent",
+            )
         try:
-            return await self._with_retries(call, call_next, was_not_taken)
+            return await self._with_retries(call, call_next, create_is_resendable)
         except OutcomeUnknown as exc:
             if not self.policy.reconcile:
                 logger.warning(
                     "outcome unknown op=%s trade_no=%s (reconciliation is off): %s",
-                    call.operation.label,
+                    call.label,
                     call.trade_no,
                     exc.message,
                 )
@@ -182,6 +164,7 @@ class RetryMiddleware:
             return await self._reconcile(call, call_next, exc.message)
         except RequestRejected as exc:
             if not self.policy.verify_rejections:
+                exc.message += _UNCONFIRMED
                 raise
             return await self._verify_rejection(call, call_next, exc)
 
@@ -207,7 +190,7 @@ class RetryMiddleware:
             attempt += 1
             logger.info(
                 "retrying op=%s trade_no=%s attempt=%d in %.2fs",
-                call.operation.label,
+                call.label,
                 call.trade_no,
                 attempt + 1,
                 delay,
@@ -237,8 +220,9 @@ class RetryMiddleware:
         """Ask whether a create refused with code 8000 is known to the gateway."""
         query = _query_for(call)
         try:
-            status = await self._with_retries(query, call_next, is_transient)
+            status = await self._with_retries(query, call_next, read_is_retryable)
         except RequestRejected:
+            rejection.confirmed = True
             raise rejection from None
         except VexoraError as exc:
             raise self._unknown(
@@ -248,11 +232,11 @@ class RetryMiddleware:
             ) from exc
         logger.warning(
             "op=%s trade_no=%s was refused with code %s but the gateway knows it",
-            call.operation.label,
+            call.label,
             call.trade_no,
             rejection.code,
         )
-        return as_create_result(status)
+        return self._adopt(call, status)
 
     async def _reconcile(
         self,
@@ -271,7 +255,7 @@ class RetryMiddleware:
                 await self._sleep(delay)
             logger.info(
                 "reconciling op=%s trade_no=%s query=%d",
-                call.operation.label,
+                call.label,
                 call.trade_no,
                 round_no + 1,
             )
@@ -285,7 +269,7 @@ class RetryMiddleware:
                 reason = f"the status query failed ({exc})"
                 continue
             else:
-                return as_create_result(status)
+                return self._adopt(call, status)
             # The gateway does not know the tradeNo: send it again, same
             # tradeNo, fresh timestamp and sign.
             try:
@@ -307,29 +291,50 @@ class RetryMiddleware:
             status = await call_next(_query_for(call))
         except RequestRejected:
             # Not found and not accepted: the gateway refused this payout.
+            refusal.confirmed = True
             raise refusal from None
         except VexoraError as exc:
             raise self._unknown(
                 call, f"a re-submission was refused and the query failed ({exc})"
             ) from exc
-        return as_create_result(status)
+        return self._adopt(call, status)
+
+    def _adopt(self, call: Call, status: object) -> object:
+        """Report a transaction found by a query as this create's, if it is."""
+        who = CallIdentity(call.operation, call.trade_no, call.label)
+        try:
+            return adopt_found(
+                who,
+                call.params,
+                status,
+                self._codec,
+                adopt_unchecked=self.policy.adopt_unchecked,
+            )
+        except DecodingError as exc:
+            raise self._unknown(call, f"the status answer is unusable ({exc})") from exc
 
     def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
         logger.warning(
             "outcome unknown op=%s trade_no=%s: %s",
-            call.operation.label,
+            call.label,
             call.trade_no,
             reason,
         )
-        return outcome_unknown(call.operation, call.trade_no, reason)
+        return outcome_unknown(call.operation, call.trade_no, reason, label=call.label)
+
+
+_UNCONFIRMED = (
+    "; not confirmed by a status query (verify_rejections is off): if this "
+    "tradeNo may have been sent before (an earlier run, a ledger entry that was "
+    "forgotten), it may have been paid, so query it before you treat it as failed"
+)
 
 
 def _query_for(call: Call) -> Call:
-    query = (
-        Operation.GET_PAYOUT
-        if call.operation is Operation.CREATE_PAYOUT
-        else Operation.GET_DEPOSIT
-    )
+    query = call.operation.status_query
+    if query is None:  # pragma: no cover - only creates are reconciled
+        msg = f"{call.operation.label} has no status query"
+        raise TypeError(msg)
     trade_no = call.trade_no or ""
     return call.evolve(
         operation=query,

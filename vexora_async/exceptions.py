@@ -9,6 +9,7 @@ The tree::
     VexoraError                      base of everything below
     ├── InvalidRequestError          bad input; nothing was sent
     ├── ConflictingRequestError      same tradeNo, different payload; nothing sent
+    │   └── TradeNoCollision         the gateway holds the tradeNo for another payout
     ├── LedgerError                  the ledger could not claim a tradeNo; nothing sent
     ├── TransportError               the HTTP exchange failed
     │   ├── ConnectError             never reached the gateway (safe to retry)
@@ -33,6 +34,12 @@ never resend it under a new one.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 
 class VexoraError(Exception):
@@ -88,6 +95,40 @@ class ConflictingRequestError(VexoraError):
     One tradeNo is one logical payout. A different amount, account, name or
     bank under the same tradeNo is a bug in the caller, never a retry.
     """
+
+
+class TradeNoCollision(ConflictingRequestError):
+    """The gateway holds this tradeNo for a *different* transaction.
+
+    A status query found the tradeNo, but with another amount (or account)
+    than the request: another payout already owns it, made by another
+    environment or service sharing the merchant number, or before a
+    database reset. Your payout was **not** made under this tradeNo, and the
+    SDK sent nothing more after finding out. It is neither a result nor a
+    refusal: do not mark the payout failed and pay it again under a new
+    tradeNo without finding out who owns this one. Namespace tradeNos per
+    environment and service so that this cannot happen.
+
+    *requested_amount* is the request's, *found_amount* the one the
+    gateway's answer carries (``None`` when the mismatch is in another
+    field, named by *field*).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        trade_no: str,
+        field: str,
+        requested_amount: Decimal,
+        found_amount: Decimal | None,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, trade_no=trade_no)
+        self.trade_no: str = trade_no
+        self.field = field
+        self.requested_amount = requested_amount
+        self.found_amount = found_amount
 
 
 class LedgerError(VexoraError):
@@ -186,7 +227,25 @@ class RequestRejected(GatewayError):
     For a create, the transaction was not made. For a status query it only
     means the *query* failed (for example an unknown tradeNo); it says
     nothing about the payout itself.
+
+    *confirmed* tells whether a status query confirmed that the gateway
+    does not know the tradeNo (the default retry policy always asks). An
+    unconfirmed refusal of a create (``verify_rejections=False``) may be a
+    duplicate refusal of a tradeNo that an earlier run already paid: query
+    it before you treat the payout as failed.
     """
+
+    def __init__(
+        self,
+        code: str,
+        msg: str,
+        *,
+        operation: str | None = None,
+        trade_no: str | None = None,
+        confirmed: bool = False,
+    ) -> None:
+        super().__init__(code, msg, operation=operation, trade_no=trade_no)
+        self.confirmed = confirmed
 
 
 class OutcomeUnknown(VexoraError):
@@ -278,6 +337,7 @@ __all__ = [
     "RequestTimeout",
     "SignatureError",
     "StaleNotification",
+    "TradeNoCollision",
     "TransportError",
     "VexoraError",
 ]

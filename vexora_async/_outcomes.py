@@ -1,0 +1,411 @@
+"""The money rules: what one exchange's facts mean, decided in one place.
+
+This module is sans-I/O: plain values in, a result or one of our errors
+out. It never imports httpx or asyncio, so every rule here is tested with
+plain values (``tests/test_outcomes.py`` states the table) and every layer
+above asks it instead of keeping its own list:
+
+* the exchange hands it the facts of one attempt (:class:`TransportFailure`
+  or :class:`HTTPAnswer`) and gets an :class:`Outcome` back;
+* the retry layer asks :func:`read_is_retryable` and
+  :func:`create_is_resendable`, and turns a status query's answer into the
+  create's result with :func:`adopt_found`;
+* the idempotency layer and the batch ask :func:`verdict` whether a failed
+  create may have executed.
+
+The rules, for a create (a payout or a pay-in):
+
+================================================  ===============  ==========
+what happened                                     error            executed
+================================================  ===============  ==========
+nothing left (connect refused/timeout, no slot)   ConnectError     no
+HTTP 429 or 503                                   HTTPStatusError  no
+HTTP 200, code ``0000``, readable, our tradeNo    (the result)     yes
+HTTP 200, code ``8000``                           RequestRejected  no
+HTTP 200, code ``5000`` or any other code         OutcomeUnknown   maybe
+HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown   maybe
+another tradeNo, over the size cap)
+any other HTTP status (3xx, 4xx, 5xx)             OutcomeUnknown   maybe
+the exchange failed after sending (timeout,       OutcomeUnknown   maybe
+connection lost, deadline, cancelled)
+================================================  ===============  ==========
+
+The gateway answers its own refusals as HTTP 200 with code ``8000``; a
+redirect, a 404 or a 409 is not such an answer (a proxy, a misrouted URL,
+a load balancer) and says nothing about whether the payout was made.
+
+A payout found by a status query is reported as ours only when it is *this*
+payout: its amount (``orderAmount`` where the answer has it, else
+``amount``) equals the request's as a Decimal, and any account field the
+answer carries matches. Otherwise it is a :class:`TradeNoCollision`.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._codes import ResponseCode
+from ._models import DepositStatus, Envelope, PayoutStatus, StatusKind
+from ._operations import Operation, outcome_unknown
+from .exceptions import (
+    ConflictingRequestError,
+    ConnectError,
+    DecodingError,
+    GatewayError,
+    HTTPStatusError,
+    InvalidRequestError,
+    LedgerError,
+    RequestRejected,
+    RequestTimeout,
+    TradeNoCollision,
+    TransportError,
+    VexoraError,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ._converter import WireCodec
+
+
+class Executed(enum.Enum):
+    """May the gateway have executed a create? The question money turns on."""
+
+    NO = "no"
+    MAYBE = "maybe"
+    YES = "yes"
+
+
+class Phase(enum.Enum):
+    """How far an exchange got before its transport failed."""
+
+    #: Nothing reached the gateway: connect refused or timed out, no free
+    #: connection, a proxy refused, the URL could not be used.
+    NOT_SENT = "not_sent"
+    #: Some or all of the request may have reached the gateway.
+    MAYBE_SENT = "maybe_sent"
+
+
+#: Statuses by which the gateway says it did not take the request.
+NOT_TAKEN_STATUS = frozenset({429, 503})
+#: Statuses after which a read-only call is worth another try.
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: The one status that carries the gateway's own answer.
+ANSWER_STATUS = 200
+#: Wire fields of a query answer that, when present and unmasked, must match
+#: the request's for the found transaction to be ours.
+_IDENTITY_FIELDS = ("bankCode", "bankNumber", "name", "wayCode")
+
+
+@attrs.frozen
+class CallIdentity:
+    """Which call an exchange belongs to: names its errors carry."""
+
+    operation: Operation
+    trade_no: str | None
+    #: The name users called (``resolve_payout`` runs the create's rules).
+    label: str
+
+
+@attrs.frozen
+class TransportFailure:
+    """The facts of an exchange whose transport failed."""
+
+    phase: Phase
+    timed_out: bool
+    reason: str
+
+
+@attrs.frozen
+class HTTPAnswer:
+    """The facts of an exchange that got an HTTP answer."""
+
+    status: int
+    body: bytes
+    retry_after: float | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """What an exchange means: exactly one of *result* and *error* is set."""
+
+    executed: Executed
+    result: object = None
+    error: VexoraError | None = None
+    #: The envelope's ``code``, when the answer had a readable one.
+    code: str | None = None
+
+
+def interpret(  # noqa: PLR0911 - one return per row of the table above
+    facts: TransportFailure | HTTPAnswer,
+    who: CallIdentity,
+    codec: WireCodec,
+    redact: Callable[[str], str],
+) -> Outcome:
+    """Decide what one exchange's *facts* mean for *who*; see the module doc.
+
+    *redact* cleans gateway-supplied text (it may echo the secret or an
+    account number) before it goes into an error message.
+    """
+    if isinstance(facts, TransportFailure):
+        return _transport(facts, who)
+    if facts.status != ANSWER_STATUS:
+        return _status(facts, who, redact)
+    try:
+        envelope = codec.decode_envelope(facts.body)
+        if envelope.code == ResponseCode.OK:
+            result = _result(envelope, who, codec)
+            return Outcome(Executed.YES, result=result, code=envelope.code)
+    except DecodingError as exc:
+        if who.operation.creates:
+            return _unknown(who, f"the answer could not be read: {exc}", exc)
+        exc.operation, exc.trade_no = who.label, who.trade_no
+        return Outcome(Executed.NO, error=exc)
+    msg = redact(envelope.msg)
+    if envelope.code == ResponseCode.REJECTED:
+        error: VexoraError = RequestRejected(
+            envelope.code, msg, operation=who.label, trade_no=who.trade_no
+        )
+        return Outcome(Executed.NO, error=error, code=envelope.code)
+    if who.operation.creates:
+        # 5000 ("do NOT treat as failed") and any code the docs do not
+        # define: the transaction may exist.
+        unknown = _unknown(who, f"the gateway answered code {envelope.code}: {msg}")
+        return attrs.evolve(unknown, code=envelope.code)
+    error = GatewayError(envelope.code, msg, operation=who.label, trade_no=who.trade_no)
+    return Outcome(Executed.NO, error=error, code=envelope.code)
+
+
+def _transport(facts: TransportFailure, who: CallIdentity) -> Outcome:
+    if facts.phase is Phase.NOT_SENT:
+        error: VexoraError = ConnectError(
+            f"could not reach the gateway ({facts.reason}); nothing was sent",
+            operation=who.label,
+            trade_no=who.trade_no,
+        )
+        return Outcome(Executed.NO, error=error)
+    if who.operation.creates:
+        return _unknown(who, f"the exchange failed after sending ({facts.reason})")
+    kind = RequestTimeout if facts.timed_out else TransportError
+    what = "did not answer in time" if facts.timed_out else "exchange failed"
+    error = kind(
+        f"the gateway {what} ({facts.reason})",
+        operation=who.label,
+        trade_no=who.trade_no,
+    )
+    return Outcome(Executed.NO, error=error)
+
+
+def _status(
+    facts: HTTPAnswer, who: CallIdentity, redact: Callable[[str], str]
+) -> Outcome:
+    status = facts.status
+    if who.operation.creates and status not in NOT_TAKEN_STATUS:
+        return _unknown(who, f"the gateway answered HTTP {status}")
+    excerpt = excerpt_of(facts.body, redact)
+    error = HTTPStatusError(
+        f"the gateway answered HTTP {status}: {excerpt!r}",
+        status_code=status,
+        body_excerpt=excerpt,
+        retry_after=facts.retry_after,
+        operation=who.label,
+        trade_no=who.trade_no,
+    )
+    return Outcome(Executed.NO, error=error)
+
+
+_EXCERPT_CHARS = 200
+
+
+def excerpt_of(body: bytes, redact: Callable[[str], str]) -> str:
+    """Return a short, redacted start of an answer's body for a message."""
+    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    return redact(text)[:_EXCERPT_CHARS]
+
+
+def _result(envelope: Envelope, who: CallIdentity, codec: WireCodec) -> object:
+    result: object = codec.decode_data(envelope, who.operation.result_type)
+    echoed = getattr(result, "trade_no", None)
+    if who.trade_no is not None and echoed != who.trade_no:
+        # An answer about another transaction is not an answer about ours.
+        msg = f"the answer is about tradeNo {echoed!r}, not ours"
+        raise DecodingError(msg)
+    return result
+
+
+def _unknown(
+    who: CallIdentity, reason: str, cause: BaseException | None = None
+) -> Outcome:
+    error = outcome_unknown(who.operation, who.trade_no, reason, label=who.label)
+    error.__cause__ = cause
+    return Outcome(Executed.MAYBE, error=error)
+
+
+# -- what the layers above ask ----------------------------------------------
+
+
+def verdict(error: BaseException) -> Executed:
+    """Tell whether a create that ended with *error* may have executed.
+
+    Only errors that prove nothing was done answer ``NO``; everything else,
+    an unknown outcome, a cancellation, an error from your own middleware,
+    is ``MAYBE``.
+    """
+    if isinstance(error, HTTPStatusError):
+        return Executed.NO if error.status_code in NOT_TAKEN_STATUS else Executed.MAYBE
+    no = (
+        ConnectError,
+        RequestRejected,
+        InvalidRequestError,
+        ConflictingRequestError,
+        LedgerError,
+    )
+    return Executed.NO if isinstance(error, no) else Executed.MAYBE
+
+
+def create_is_resendable(error: VexoraError) -> bool:
+    """Tell whether a create may be sent again blindly after *error*.
+
+    Only when the gateway provably did not take it: it was never reached,
+    or it answered 429 or 503.
+    """
+    if isinstance(error, HTTPStatusError):
+        return error.status_code in NOT_TAKEN_STATUS
+    return isinstance(error, ConnectError)
+
+
+def read_is_retryable(error: VexoraError) -> bool:
+    """Tell whether a read-only call failing with *error* is worth retrying."""
+    if isinstance(error, HTTPStatusError):
+        return error.status_code in TRANSIENT_STATUS
+    if isinstance(error, RequestRejected):
+        return False
+    if isinstance(error, GatewayError):
+        return error.code == ResponseCode.SYSTEM_EXCEPTION
+    return isinstance(error, (TransportError, DecodingError))
+
+
+# -- is the payout a query found *this* payout? -----------------------------
+
+
+class Match(enum.Enum):
+    """How a transaction found by a status query compares with a request."""
+
+    SAME = "same"
+    DIFFERENT = "different"
+    #: The answer carries no amount that can be compared.
+    UNCHECKED = "unchecked"
+
+
+@attrs.frozen
+class Comparison:
+    """The result of :func:`compare_found`."""
+
+    match: Match
+    field: str | None = None
+    requested_amount: Decimal | None = None
+    found_amount: Decimal | None = None
+
+
+def compare_found(
+    params: Mapping[str, str], found: PayoutStatus | DepositStatus
+) -> Comparison:
+    """Compare a found transaction with the create's wire *params*.
+
+    The amount ordered (``orderAmount``) is fixed at creation, so it is
+    compared where the answer has it; else ``amount``, unless the status is
+    partial (a partial pay-in moves less than was ordered, which is not a
+    collision, so nothing can be checked). Amounts compare as Decimals
+    (``"777.00"``, ``"777"`` and ``777.0`` are equal). Account fields are
+    compared when the answer carries them unmasked.
+    """
+    requested = _decimal(params.get("amount"))
+    found_amount = found.order_amount
+    if found_amount is None and found.status.kind is not StatusKind.PARTIAL:
+        found_amount = found.amount
+    for field in _IDENTITY_FIELDS:
+        theirs, ours = found.raw.get(field), params.get(field)
+        if isinstance(theirs, str) and ours and "*" not in theirs and theirs != ours:
+            return Comparison(Match.DIFFERENT, field, requested, found_amount)
+    if requested is None or found_amount is None:
+        return Comparison(Match.UNCHECKED, "amount", requested, found_amount)
+    if found_amount != requested:
+        return Comparison(Match.DIFFERENT, "amount", requested, found_amount)
+    return Comparison(Match.SAME, None, requested, found_amount)
+
+
+def adopt_found(
+    who: CallIdentity,
+    params: Mapping[str, str],
+    found: object,
+    codec: WireCodec,
+    *,
+    adopt_unchecked: bool,
+) -> object:
+    """Turn a status query's answer into the create's result, if it is ours.
+
+    Raises :class:`~vexora_async.TradeNoCollision` when it is another
+    transaction, and an unknown outcome when it cannot be checked (unless
+    *adopt_unchecked*). The result is built from the query's ``data`` by the
+    same converter as a create's answer, so no field is lost on this path.
+    """
+    if not isinstance(found, (PayoutStatus, DepositStatus)):
+        msg = f"a status query answered {type(found).__name__}"
+        raise DecodingError(msg)
+    comparison = compare_found(params, found)
+    if comparison.match is Match.DIFFERENT:
+        raise collision(who, comparison)
+    if comparison.match is Match.UNCHECKED and not adopt_unchecked:
+        raise outcome_unknown(
+            who.operation,
+            who.trade_no,
+            "the gateway knows this tradeNo, but its answer carries no amount "
+            "to check that it is this request (RetryPolicy(adopt_unchecked=True) "
+            "adopts such answers)",
+            label=who.label,
+        )
+    return result_from_data(who.operation, found.raw, codec)
+
+
+def result_from_data(
+    operation: Operation, data: Mapping[str, Any], codec: WireCodec
+) -> object:
+    """Build a create's result record from a gateway ``data`` object."""
+    envelope = Envelope(code=ResponseCode.OK.value, data=data)
+    return codec.decode_data(envelope, operation.result_type)
+
+
+def collision(who: CallIdentity, comparison: Comparison) -> TradeNoCollision:
+    """Build the error for a tradeNo held by another transaction."""
+    if comparison.field == "amount":
+        what = (
+            f"amount {comparison.found_amount}, this request "
+            f"{comparison.requested_amount}"
+        )
+    else:
+        what = f"another {comparison.field}"
+    return TradeNoCollision(
+        f"the gateway holds this tradeNo for another transaction ({what}); this "
+        "request was not made under it and nothing more was sent. Do not pay it "
+        "again under a new tradeNo before finding out who owns this one; "
+        "namespace tradeNos per environment and service",
+        trade_no=who.trade_no or "",
+        field=comparison.field or "amount",
+        requested_amount=comparison.requested_amount or Decimal(0),
+        found_amount=comparison.found_amount,
+        operation=who.label,
+    )
+
+
+def _decimal(value: object) -> Decimal | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return None
