@@ -6,7 +6,7 @@ import contextlib
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given
@@ -352,15 +352,40 @@ def test_unsigned_payin_fields_cannot_turn_a_payout_into_a_deposit(added: str) -
     assert isinstance(parse_notification(body, SECRET), PayoutNotification)
 
 
-def test_explicit_kind_wins() -> None:
-    """kind= overrides the guess both ways."""
-    deposit_body = callback({"wayCode": "KBZPAY"})
-    payout = parse_notification(deposit_body, SECRET, kind="payout")
-    assert isinstance(payout, PayoutNotification)
-    assert payout.raw["wayCode"] == "KBZPAY"
+def test_explicit_kind_wins_over_the_guess() -> None:
+    """kind="deposit" reads a pay-in callback that carries neither pay-in field."""
     deposit = parse_notification(CALLBACK_BODY, SECRET, kind="deposit")
     assert isinstance(deposit, DepositNotification)
     assert deposit.way_code is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("payout", {"wayCode": "KBZPAY"}),
+        ("payout", {"channelCode": "EWALLET"}),
+        ("deposit", {"bankCode": "KBZPAY"}),
+        ("deposit", {"bankNumber": "3560123456789012"}),
+    ],
+)
+def test_a_callback_of_the_other_kind_is_refused(
+    kind: Literal["payout", "deposit"], extra: dict[str, str]
+) -> None:
+    """A pay-in callback replayed to a payout receiver is not a failed payout.
+
+    Its sign verifies (the sign does not bind the kind), but its fields
+    belong to the other kind: 400, never a record of the wrong kind.
+    """
+    body = callback({**extra, "status": "00029"})
+    with pytest.raises(MalformedNotification, match="separate notify URLs") as info:
+        parse_notification(body, SECRET, kind=kind)
+    assert info.value.http_status == 400
+
+
+def test_unsigned_other_kind_fields_do_not_refuse() -> None:
+    """An empty pay-in field is not signed, so it says nothing about the kind."""
+    payout = parse_notification(callback({"wayCode": ""}), SECRET, kind="payout")
+    assert isinstance(payout, PayoutNotification)
 
 
 def test_dedup_key_separates_kind_trade_no_and_status() -> None:

@@ -7,12 +7,19 @@ float). orjson (the ``orjson`` extra) takes about a quarter off the SDK's
 own CPU per call; see the performance guide. Any answer orjson cannot
 parse exactly (a fraction, an integer beyond 64 bits, ``NaN``, deep
 nesting) is parsed again by the standard library, which decides.
+
+A key that appears twice in one object is refused (``ValueError``): it
+leaves two readings of one answer (does the first or the last win?), and
+"accepted" read last-wins over "rejected" is a payout reported wrongly.
+orjson keeps the last silently, so its result is used only when the body
+has exactly as many ``"key":`` tokens as orjson found keys.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -32,11 +39,17 @@ def dumps(fields: dict[str, str]) -> bytes:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def loads(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
-    """Decode an answer; fractions become ``Decimal``.
+# Every key is a string followed by a colon; so is nothing else outside a
+# string. Inside one, `\":` can match too, which only sends us to the
+# standard library.
+_KEY_TOKEN = re.compile(rb'"[ \t\r\n]*:')
 
-    Raises ``ValueError`` (bad JSON, bad UTF-8) or ``RecursionError`` as
-    ``json.loads`` does.
+
+def loads(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
+    """Decode an answer; fractions become ``Decimal``; duplicate keys refused.
+
+    Raises ``ValueError`` (bad JSON, bad UTF-8, a duplicated key) or
+    ``RecursionError`` as ``json.loads`` does.
     """
     if orjson is not None:
         try:
@@ -44,16 +57,36 @@ def loads(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
         except orjson.JSONDecodeError:
             pass  # the standard library parses it, or says why not
         else:
-            if not _has_float(value):
+            keys = _plain_keys(value)
+            if keys is not None and keys == len(_KEY_TOKEN.findall(body)):
                 return value
-    return json.loads(body, parse_float=Decimal)
+    return json.loads(body, parse_float=Decimal, object_pairs_hook=unique_object)
 
 
-def _has_float(value: object) -> bool:
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a key that appears twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        msg = "duplicated key"
+        raise ValueError(msg)
+    return obj
+
+
+def _plain_keys(value: object) -> int | None:
+    """Count the keys in *value*; None when it holds a float (not exact)."""
     if isinstance(value, float):
-        return True
+        return None
+    count = 0
     if isinstance(value, dict):
-        return any(_has_float(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_float(item) for item in value)
-    return False
+        count = len(value)
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return 0
+    for item in items:
+        inner = _plain_keys(item)
+        if inner is None:
+            return None
+        count += inner
+    return count

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from ._json import unique_object
 from ._models import BankCode, TransactionStatus
 from ._signer import SIGN_FIELD, canonical_string, sign, verify
 from .exceptions import (
@@ -48,6 +49,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LENIENT_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _PAYIN_FIELDS = ("channelCode", "wayCode")
+_PAYOUT_FIELDS = ("bankCode", "bankNumber")
 _MAX_AMOUNT_DIGITS = 18
 
 
@@ -140,16 +142,6 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(msg)
 
 
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A duplicated key leaves two readings of one body (first or last wins?);
-    # the gateway never sends one, so refuse it instead of choosing.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        msg = "duplicated key"
-        raise ValueError(msg)
-    return obj
-
-
 def decode_fields(
     body: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> dict[str, Any]:
@@ -177,7 +169,7 @@ def decode_fields(
             parse_int=_JsonNumber,
             parse_float=_JsonNumber,
             parse_constant=_refuse_constant,
-            object_pairs_hook=_unique_object,
+            object_pairs_hook=unique_object,
         )
     # ValueError covers bad JSON, NaN and duplicated keys; deep nesting
     # raises RecursionError.
@@ -351,12 +343,33 @@ def _time(fields: Mapping[str, Any], key: str) -> datetime | None:
 
 
 def _looks_like_deposit(fields: Mapping[str, Any]) -> bool:
+    return _has_signed(fields, _PAYIN_FIELDS)
+
+
+def _has_signed(fields: Mapping[str, Any], names: tuple[str, ...]) -> bool:
     # Only signed values count: an empty or nested value is left out of the
     # sign, so anyone could add one to turn a payout into a "deposit".
     return any(
-        isinstance(fields.get(key), str) and fields.get(key) != ""
-        for key in _PAYIN_FIELDS
+        isinstance(fields.get(key), str) and fields.get(key) != "" for key in names
     )
+
+
+def _check_kind(fields: Mapping[str, Any], kind: NotificationKind | None) -> None:
+    # The sign does not bind the kind: a pay-in's callback, replayed to a
+    # payout's notify URL, verifies there. Fields that belong to the other
+    # kind give it away.
+    if kind == "payout" and _has_signed(fields, _PAYIN_FIELDS):
+        msg = (
+            "a pay-in notification (it carries channelCode or wayCode) reached a "
+            "payout receiver; give payouts and pay-ins separate notify URLs"
+        )
+        raise MalformedNotification(msg)
+    if kind == "deposit" and _has_signed(fields, _PAYOUT_FIELDS):
+        msg = (
+            "a payout notification (it carries bankCode or bankNumber) reached a "
+            "pay-in receiver; give payouts and pay-ins separate notify URLs"
+        )
+        raise MalformedNotification(msg)
 
 
 def check_age(
@@ -397,8 +410,12 @@ def parse_notification(
     *max_age* (seconds) is given, the ``timestamp``'s age against *now*
     (epoch seconds, default the clock).
 
-    *kind* says which record you expect. Give it when payouts and pay-ins
-    have their own ``notifyUrl`` (recommended). Without it, a notification
+    *kind* says which record you expect. Give it, and give payouts and
+    pay-ins their own ``notifyUrl``: the sign does not say which kind a
+    body is, so a receiver for one kind refuses a body carrying the other
+    kind's fields (``channelCode``/``wayCode`` for pay-ins,
+    ``bankCode``/``bankNumber`` for payouts) with
+    :class:`~vexora_async.MalformedNotification`. Without *kind*, a notification
     is a :class:`DepositNotification` when it carries a non-empty
     ``channelCode`` or ``wayCode`` and a :class:`PayoutNotification`
     otherwise: the gateway documents those two fields for pay-in callbacks
@@ -417,6 +434,7 @@ def parse_notification(
         raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
     fields = decode_fields(body, max_bytes=max_bytes)
     check_sign(fields, app_secret)
+    _check_kind(fields, kind)
     common: dict[str, Any] = {
         "trade_no": _text(fields, "tradeNo", required=True),
         "status": _status(fields),
