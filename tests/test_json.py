@@ -58,3 +58,31 @@ def test_bad_answers_raise_value_error(codec: str, body: bytes) -> None:
     """Broken JSON or UTF-8 raises ValueError, as json.loads does."""
     with pytest.raises(ValueError):  # noqa: PT011 - the contract is ValueError
         _json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"code":"8000","code":"0000"}',
+        b'{"data":{"status":"0000","status":"00029"}}',
+        b'{"a":[{"x":1,"x" : 2}]}',
+        b'{"a":1.5,"a":2}',
+    ],
+)
+def test_duplicate_keys_are_refused(codec: str, body: bytes) -> None:
+    """Two readings of one answer: refused, never last-wins (orjson or not)."""
+    with pytest.raises(ValueError, match="duplicated key"):
+        _json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"msg":"say \\":\\" twice","code":"0000"}',
+        b'{"msg":"\\":","data":{"k":"v"}}',
+        b'{"a" :\t1, "b"\n: 2}',
+    ],
+)
+def test_colons_inside_strings_are_not_keys(codec: str, body: bytes) -> None:
+    """A quote-colon inside a string only sends us to the stdlib, which agrees."""
+    assert _json.loads(body) == json.loads(body)

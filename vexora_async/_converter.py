@@ -184,7 +184,9 @@ def _decode_json(body: bytes) -> object:
     # ValueError covers bad JSON, bad UTF-8 and oversized ints; deep nesting
     # raises RecursionError.
     except (ValueError, RecursionError) as exc:
-        msg = f"the answer is not JSON ({type(exc).__name__})"
+        duplicated = str(exc) == "duplicated key"
+        reason = "a duplicated key" if duplicated else type(exc).__name__
+        msg = f"the answer is not JSON ({reason})"
         raise DecodingError(msg) from exc
 
 
