@@ -14,6 +14,12 @@ Two rules keep a payout from being paid twice or lost:
   a duplicate tradeNo, so this cannot pay twice, and a duplicate refusal
   sends us back to the query.
 
+A transaction found by a query is this create's only when
+:func:`~vexora_async._outcomes.adopt_found` says so (same amount); another
+one holding the tradeNo is a :class:`~vexora_async.TradeNoCollision`, and
+nothing more is sent. Which failures are resent, retried or reconciled is
+decided by :mod:`~vexora_async._outcomes`, not here.
+
 Everything, attempts, backoff sleeps and reconciliation queries, fits in
 one deadline per call; what is still unknown then raises
 :class:`~vexora_async.PayoutOutcomeUnknown`.
