@@ -236,13 +236,14 @@ class RetryMiddleware:
                 f"the gateway refused it (code {rejection.code}: {rejection.msg}) "
                 f"and the status query to confirm failed ({exc})",
             ) from exc
+        result = self._adopt(call, status)
         logger.warning(
             "op=%s trade_no=%s was refused with code %s but the gateway knows it",
             call.label,
             call.trade_no,
             rejection.code,
         )
-        return self._adopt(call, status)
+        return result
 
     async def _reconcile(
         self,
