@@ -375,3 +375,21 @@ async def test_a_forgotten_ledger_entry_and_unverified_rejections(
         with caplog.at_level(logging.WARNING, "vexora_async"):
             result = await default.create_payout(make_payout())
     assert result.status.is_success
+
+
+async def test_a_batch_never_calls_a_maybe_executed_error_not_executed(
+    router: respx.MockRouter,
+) -> None:
+    """A middleware's own error after sending is UNKNOWN in a batch, not ERROR."""
+    from vexora_async import OutcomeKind, VexoraError  # noqa: PLC0415
+
+    async def fails_after_sending(call: Any, call_next: Any) -> object:
+        await call_next(call)
+        raise VexoraError("my middleware broke after the send")
+
+    router.post(PAYOUT).mock(return_value=ok(payout_data()))
+    async with mock_client(
+        router.async_handler, retry=RAW, middleware=[fails_after_sending]
+    ) as vexora:
+        outcomes = [o async for o in vexora.create_payouts([make_payout()])]
+    assert [o.kind for o in outcomes] == [OutcomeKind.UNKNOWN]

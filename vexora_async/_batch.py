@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from ._models import PayoutRequest, PayoutResult
+from ._outcomes import Executed, verdict
 from .exceptions import (
     InvalidRequestError,
     OutcomeUnknown,
@@ -70,7 +71,10 @@ class OutcomeKind(enum.Enum):
     #: again later under the same tradeNo), or the request was invalid or
     #: conflicts with another payload under its tradeNo
     #: (:class:`~vexora_async.InvalidRequestError`,
-    #: :class:`~vexora_async.ConflictingRequestError`: fix it first).
+    #: :class:`~vexora_async.ConflictingRequestError`: fix it first), or the
+    #: gateway holds its tradeNo for another payout
+    #: (:class:`~vexora_async.TradeNoCollision`: not made under it; find out
+    #: who owns the tradeNo before paying under a new one).
     ERROR = "error"
 
 
@@ -189,10 +193,11 @@ async def _send_one(client: PayoutSender, request: PayoutRequest) -> PayoutOutco
         return PayoutOutcome(request, OutcomeKind.UNKNOWN, error=exc)
     except RequestRejected as exc:
         return PayoutOutcome(request, OutcomeKind.REJECTED, error=exc)
-    # Every other error of ours means "not executed" by the client's
-    # contract (an unknown outcome is always an OutcomeUnknown).
     except VexoraError as exc:
-        return PayoutOutcome(request, OutcomeKind.ERROR, error=exc)
+        # The money rules decide: an error that does not prove "nothing was
+        # done" (one from your own middleware, say) is unknown, never ERROR.
+        kind = OutcomeKind.ERROR if verdict(exc) is Executed.NO else OutcomeKind.UNKNOWN
+        return PayoutOutcome(request, kind, error=exc)
     return PayoutOutcome(request, OutcomeKind.ACCEPTED, result=result)
 
 
