@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._batch import DEFAULT_CONCURRENCY, create_payouts
+from ._body import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_BYTES
 from ._converter import AmountFormat, WireCodec
 from ._exchange import Exchange, Secret
 from ._idempotency import IdempotencyMiddleware
@@ -159,6 +160,12 @@ class VexoraClient:
 
     *transport* ``"aiohttp"`` sends through aiohttp under the same
     ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
+
+    Every call ends by its *deadline*, the whole exchange included (connect,
+    send, reading the answer), and reads at most *max_answer_bytes* of an
+    answer (default 1 MiB, counted after decompression; a gateway answer is
+    under 2 KB). A bigger answer is an unknown outcome for a create and a
+    :class:`~vexora_async.DecodingError` for a query.
     """
 
     def __init__(
@@ -178,6 +185,7 @@ class VexoraClient:
         clock: Callable[[], int] = _epoch_ms,
         middleware: Sequence[Middleware] = (),
         transport: TransportName = "httpx",
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._merchant_no = _check_credential("merchant_no", merchant_no)
         secret = Secret(_check_credential("app_secret", app_secret))
@@ -186,6 +194,10 @@ class VexoraClient:
             raise InvalidRequestError("max_retries", "must be an int >= 0")
         if not _is_count(max_connections, 1):
             raise InvalidRequestError("max_connections", "must be an int >= 1")
+        if not _is_count(max_answer_bytes, 256) or max_answer_bytes > 2**30:
+            raise InvalidRequestError(
+                "max_answer_bytes", "must be an int from 256 to 2**30"
+            )
         if amount_format not in ("integer", "decimal2"):
             raise InvalidRequestError(
                 "amount_format", "must be 'integer' or 'decimal2'"
@@ -215,6 +227,8 @@ class VexoraClient:
             "Content-Type": "application/json",
             "merchantNo": self._merchant_no,
             "User-Agent": USER_AGENT,
+            # Only what the SDK inflates with a bound (see _body).
+            "Accept-Encoding": ACCEPT_ENCODING,
         }
         if self._owns_http:
             # On our own client they are set once, not merged per request.
@@ -230,6 +244,7 @@ class VexoraClient:
             headers=headers,
             timeout=self._timeout,
             max_connections=max_connections,
+            max_answer_bytes=max_answer_bytes,
         )
         self._limiter = self._send.limiter
         self._idempotency = IdempotencyMiddleware(

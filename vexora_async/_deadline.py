@@ -17,18 +17,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
 
 T = TypeVar("T")
 
 
-async def run_until(coro: Coroutine[object, object, T], when: float | None) -> T:
+async def run_until(
+    coro: Coroutine[object, object, T],
+    when: float | None,
+    *,
+    undo: Callable[[T], object] | None = None,
+) -> T:
     """Await *coro*, but raise ``TimeoutError`` once loop time *when* passes.
 
     *when* is ``None`` for no deadline. The coroutine is cancelled (and
     finished) before ``TimeoutError`` is raised. A cancellation of the
-    caller always propagates as ``CancelledError``.
+    caller always propagates as ``CancelledError``. *undo* is called with
+    the coroutine's result if it completed but the caller is cancelled
+    anyway (on 3.10, where it runs in a child task), so that a resource it
+    acquired is given back.
     """
     if when is None:
         return await coro
@@ -39,11 +47,13 @@ async def run_until(coro: Coroutine[object, object, T], when: float | None) -> T
         except TimeoutError:
             raise TimeoutError from None
     else:  # pragma: no cover - 3.10 only
-        return await _run_until_310(coro, when)
+        return await _run_until_310(coro, when, undo)
 
 
 async def _run_until_310(  # pragma: no cover - exercised on Python 3.10 only
-    coro: Coroutine[object, object, T], when: float
+    coro: Coroutine[object, object, T],
+    when: float,
+    undo: Callable[[T], object] | None = None,
 ) -> T:
     loop = asyncio.get_running_loop()
     child = loop.create_task(coro)
@@ -51,7 +61,12 @@ async def _run_until_310(  # pragma: no cover - exercised on Python 3.10 only
         done, _ = await asyncio.wait({child}, timeout=max(0.0, when - loop.time()))
     except BaseException:
         child.cancel()
-        await _finish(child)
+        try:
+            await _finish(child)
+        finally:
+            completed = not child.cancelled() and child.exception() is None
+            if completed and undo is not None:
+                undo(child.result())
         raise
     if done:
         return child.result()

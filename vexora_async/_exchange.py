@@ -11,15 +11,17 @@ matters for money: may the gateway have executed it? For a create, every
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
 from . import _json
-from ._masking import mask_digit_runs
+from ._body import DEFAULT_MAX_ANSWER_BYTES, capped, read_capped
+from ._deadline import run_until
+from ._masking import mask_digit_runs, mask_name
 from ._outcomes import (
     CallIdentity,
     Executed,
@@ -74,8 +76,8 @@ class Exchange:
     Holds what every attempt needs: the shared *http* client, the *secret*,
     the *clock* for ``timestamp``, the *codec*, the *urls* per operation,
     the per-request *headers* (``None`` when they are already set on the
-    client), the default *timeout* and a limiter of *max_connections* slots
-    in front of the pool.
+    client), the default *timeout*, a limiter of *max_connections* slots in
+    front of the pool, and the cap on an answer's size, *max_answer_bytes*.
     """
 
     def __init__(
@@ -89,8 +91,10 @@ class Exchange:
         headers: dict[str, str] | None,
         timeout: httpx.Timeout | None,
         max_connections: int,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._http = http
+        self._max_answer_bytes = max_answer_bytes
         self._secret = secret
         self._clock = clock
         self._codec = codec
@@ -103,7 +107,8 @@ class Exchange:
     async def __call__(self, call: Call) -> object:
         """Send one attempt of *call*; return its result record or raise.
 
-        Stamps a fresh ``timestamp`` and ``sign``, POSTs, and lets
+        Stamps a fresh ``timestamp`` and ``sign``, POSTs, reads a bounded
+        answer, all by the call's deadline, and lets
         :mod:`~vexora_async._outcomes` decide what the answer means.
         """
         if self.closed or self._http.is_closed:
@@ -115,47 +120,75 @@ class Exchange:
         started = time.perf_counter()
         await self._acquire(call)
         try:
-            timeout = self._attempt_timeout(call)
-            try:
-                response = await self._http.post(
-                    self._urls[call.operation],
-                    content=body,
-                    headers=self._headers,
-                    timeout=timeout,
-                )
-            # The edge of the network: every failure becomes facts for the
-            # money rules, classified by whether the request may have left.
-            except Exception as exc:  # noqa: BLE001 - classified, then raised as ours
-                facts: TransportFailure | HTTPAnswer = _failure(exc)
-                cause: BaseException | None = exc
-            else:
-                facts = HTTPAnswer(
-                    response.status_code,
-                    response.content,
-                    _retry_after(response),
-                )
-                cause = None
+            request = self._http.build_request(
+                "POST",
+                self._urls[call.operation],
+                content=body,
+                headers=self._headers,
+                timeout=self._attempt_timeout(call),
+            )
+            facts, cause = await self._exchange(request, call.deadline)
         finally:
             self.limiter.release()
-        outcome = interpret(facts, _identity(call), self._codec, self._redact)
+        redact = functools.partial(_redact, self._secret.value, call.params, fields)
+        outcome = interpret(facts, _identity(call), self._codec, redact)
         self._log(call, facts, outcome, started)
         if outcome.error is not None:
             raise outcome.error from (cause or outcome.error.__cause__)
         return outcome.result
 
+    async def _exchange(
+        self, request: httpx.Request, deadline: float | None
+    ) -> tuple[TransportFailure | HTTPAnswer, BaseException | None]:
+        """POST and read the answer, all by *deadline*; return its facts."""
+        try:
+            return await run_until(self._send(request), deadline), None
+        except TimeoutError as exc:
+            # Cut off mid-exchange: the request may have left.
+            reason = "the call's deadline passed during the exchange"
+            failure = TransportFailure(Phase.MAYBE_SENT, timed_out=True, reason=reason)
+            return failure, exc
+        # The edge of the network: every failure becomes facts for the money
+        # rules, classified by whether the request may have left.
+        except Exception as exc:  # noqa: BLE001 - classified, then raised as ours
+            return _failure(exc), exc
+
+    async def _send(self, request: httpx.Request) -> HTTPAnswer:
+        response = await self._http.send(request, stream=True)
+        try:
+            if hasattr(response, "_content"):
+                # Read already: a mock transport handed over a whole answer.
+                body = capped(response.content, self._max_answer_bytes)
+            else:
+                body = await read_capped(
+                    response.aiter_raw(),
+                    response.headers.get("Content-Encoding", ""),
+                    self._max_answer_bytes,
+                )
+        finally:
+            # Closing an unfinished answer closes its connection: the pool
+            # never reuses a connection with unread bytes on it.
+            await response.aclose()
+        return HTTPAnswer(
+            response.status_code,
+            body.content,
+            _retry_after(response),
+            problem=body.problem,
+        )
+
     async def _acquire(self, call: Call) -> None:
         """Wait for a free connection slot, but not past the call's deadline."""
-        remaining = call.remaining(asyncio.get_running_loop().time())
-        if remaining is None or not self.limiter.locked():
+        if call.deadline is None or not self.limiter.locked():
             await self.limiter.acquire()  # free slot: no wait, no timer
             return
         try:
-            if sys.version_info >= (3, 11):
-                async with asyncio.timeout(max(remaining, 0.0)):
-                    await self.limiter.acquire()
-            else:  # pragma: no cover - exercised on Python 3.10 only
-                await asyncio.wait_for(self.limiter.acquire(), max(remaining, 0.0))
-        except (TimeoutError, asyncio.TimeoutError):
+            await run_until(
+                self.limiter.acquire(),
+                call.deadline,
+                # Granted as the caller was cancelled: give the permit back.
+                undo=lambda _: self.limiter.release(),
+            )
+        except TimeoutError:
             raise ConnectError(
                 "the call's deadline passed while it waited for a free connection; "
                 "nothing was sent",
@@ -184,10 +217,6 @@ class Exchange:
             pool=_cut(base.pool, remaining),
         )
 
-    def _redact(self, text: str) -> str:
-        """Remove the secret and mask account-like digit runs from gateway text."""
-        return mask_digit_runs(text.replace(self._secret.value, "<secret>"))
-
     def _log(
         self,
         call: Call,
@@ -213,6 +242,24 @@ class Exchange:
                 type(outcome.error).__name__ if outcome.error else None,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _redact(
+    secret: str, params: Mapping[str, str], sent: Mapping[str, str], text: str
+) -> str:
+    """Clean text a gateway or a proxy sent back before it goes into an error.
+
+    It may echo our request: the secret, the sign, the beneficiary's name
+    and account must not reach the caller's logs through an error message.
+    """
+    text = text.replace(secret, "<secret>")
+    signed = sent.get("sign")
+    if signed:
+        text = text.replace(signed, "<sign>")
+    name = params.get("name")
+    if name:
+        text = text.replace(name, mask_name(name))
+    return mask_digit_runs(text)
 
 
 def _identity(call: Call) -> CallIdentity:

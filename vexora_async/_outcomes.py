@@ -24,7 +24,8 @@ HTTP 200, code ``0000``, readable, our tradeNo    (the result)     yes
 HTTP 200, code ``8000``                           RequestRejected  no
 HTTP 200, code ``5000`` or any other code         OutcomeUnknown   maybe
 HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown   maybe
-another tradeNo, over the size cap)
+another tradeNo, over the size cap, cut off by
+the deadline)
 any other HTTP status (3xx, 4xx, 5xx)             OutcomeUnknown   maybe
 the exchange failed after sending (timeout,       OutcomeUnknown   maybe
 connection lost, deadline, cancelled)
@@ -128,6 +129,9 @@ class HTTPAnswer:
     status: int
     body: bytes
     retry_after: float | None = None
+    #: Why *body* is not the whole answer (over the size cap, an encoding
+    #: we cannot read), or None.
+    problem: str | None = None
 
 
 @attrs.frozen
@@ -157,7 +161,7 @@ def interpret(  # noqa: PLR0911 - one return per row of the table above
     if facts.status != ANSWER_STATUS:
         return _status(facts, who, redact)
     try:
-        envelope = codec.decode_envelope(facts.body)
+        envelope = _envelope(facts, codec)
         if envelope.code == ResponseCode.OK:
             result = _result(envelope, who, codec)
             return Outcome(Executed.YES, result=result, code=envelope.code)
@@ -179,6 +183,12 @@ def interpret(  # noqa: PLR0911 - one return per row of the table above
         return attrs.evolve(unknown, code=envelope.code)
     error = GatewayError(envelope.code, msg, operation=who.label, trade_no=who.trade_no)
     return Outcome(Executed.NO, error=error, code=envelope.code)
+
+
+def _envelope(facts: HTTPAnswer, codec: WireCodec) -> Envelope:
+    if facts.problem is not None:
+        raise DecodingError(facts.problem)
+    return codec.decode_envelope(facts.body)
 
 
 def _transport(facts: TransportFailure, who: CallIdentity) -> Outcome:
