@@ -28,6 +28,8 @@ from .exceptions import InvalidRequestError
 
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import aiohttp
 
 
@@ -166,7 +168,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         proxy, proxy_auth = self._proxy(request.url)
         try:
-            async with session.request(
+            response = await session.request(
                 request.method,
                 # httpx already encoded the URL; yarl must not re-quote it.
                 self._yarl.URL(str(request.url), encoded=True),
@@ -176,21 +178,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,
                 proxy=proxy,
                 proxy_auth=proxy_auth,
-            ) as response:
-                content = await response.read()
-                headers = list(response.raw_headers)
-                status = response.status
-                reason = response.reason or ""
-                version = response.version
+            )
         except asyncio.CancelledError:
             raise
         # The edge of this transport: each failure becomes httpx's own.
         except (self._aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise self._map_error(exc, request) from exc
+        version = response.version
         return httpx.Response(
-            status,
-            headers=headers,
-            stream=httpx.ByteStream(content),
+            response.status,
+            headers=list(response.raw_headers),
+            # Streamed, not read here: the SDK reads at most its cap.
+            stream=_AiohttpStream(response, self, request),
             request=request,
             extensions={
                 "http_version": (
@@ -198,7 +197,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     if version is None
                     else f"HTTP/{version.major}.{version.minor}".encode()
                 ),
-                "reason_phrase": reason.encode("ascii", "replace"),
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
             },
         )
 
@@ -225,9 +224,50 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return httpx_type(message, request=request)
         return httpx.TransportError(message, request=request)
 
+    def map_error(self, exc: BaseException, request: httpx.Request) -> Exception:
+        """Return the httpx exception for an aiohttp failure (see _error_map)."""
+        return self._map_error(exc, request)
+
     async def aclose(self) -> None:
         """Close the session and its connections. Idempotent."""
         self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+class _AiohttpStream(httpx.AsyncByteStream):
+    """An aiohttp answer's body as httpx's stream, its failures as httpx's.
+
+    Closing it before the body was read to the end closes the connection
+    (its unread bytes must never meet the next request); read to the end,
+    the connection goes back to aiohttp's pool.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        transport: AiohttpTransport,
+        request: httpx.Request,
+    ) -> None:
+        self._response = response
+        self._transport = transport
+        self._request = request
+        self._finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        aiohttp = self._transport._aiohttp  # noqa: SLF001 - our own transport
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except asyncio.CancelledError:
+            raise
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise self._transport.map_error(exc, self._request) from exc
+        self._finished = True
+
+    async def aclose(self) -> None:
+        if self._finished:
+            self._response.release()
+        else:
+            self._response.close()

@@ -300,8 +300,13 @@ class VexoraClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the httpx client if the SDK created it. Idempotent."""
+        """Close the httpx client if the SDK created it. Idempotent.
+
+        Waits first for the ledger writes that cancelled calls left under
+        way, so that no entry is left in flight by closing.
+        """
         self._send.closed = True
+        await self._idempotency.drain()
         if self._owns_http:
             await self._http.aclose()
 

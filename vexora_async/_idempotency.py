@@ -11,6 +11,7 @@ re-sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from ._converter import WireCodec
     from ._middleware import Call
@@ -88,6 +89,8 @@ class IdempotencyMiddleware:
         self._lease = lease
         self._clock = clock
         self._inflight: dict[str, _Shared] = {}
+        #: Ledger writes that outlive a cancelled caller; see drain().
+        self._writes: set[asyncio.Task[None]] = set()
 
     def key(self, call: Call) -> str:
         """Return the ledger key of a create: merchant, operation and tradeNo."""
@@ -134,14 +137,23 @@ class IdempotencyMiddleware:
         call: Call,
         call_next: Callable[[Call], Awaitable[object]],
     ) -> object:
+        claiming = asyncio.ensure_future(
+            self.ledger.claim(key, print_, lease=self._lease)
+        )
         try:
-            claim = await self.ledger.claim(key, print_, lease=self._lease)
+            # shield: a store's claim cancelled half-way may still commit
+            # (a thread, a server); then it must be given back, below.
+            claim = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            claiming.add_done_callback(functools.partial(self._undo_claim, key, print_))
+            raise
         # A ledger is user-pluggable: whatever its store raises, the caller
         # learns that nothing was sent.
         except Exception as exc:
-            msg = f"the ledger could not claim this tradeNo ({exc!r}); nothing was sent"
+            msg = f"the ledger could not claim this tradeNo ({exc!r})"
+            msg += "; nothing was sent"
             raise LedgerError(
-                msg, operation=call.operation.label, trade_no=call.trade_no
+                msg, operation=call.label, trade_no=call.trade_no
             ) from exc
         if not claim.granted:
             return self._answer_from_ledger(call, claim)
@@ -150,16 +162,48 @@ class IdempotencyMiddleware:
         try:
             result = await call_next(call)
         except VexoraError as exc:
-            await asyncio.shield(self._settle_failure(key, print_, claim, exc))
+            await self._finish(self._settle_failure(key, print_, claim, exc))
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
             # leave the entry in flight, so the next call reconciles.
-            await asyncio.shield(self._settle(key, print_, EntryState.UNKNOWN))
+            await self._finish(self._settle(key, print_, EntryState.UNKNOWN))
             raise
         raw = getattr(result, "raw", None)
-        await self._settle(key, print_, EntryState.ACCEPTED, data=raw)
+        # Shielded too: the answer is in, and a cancellation now must not
+        # leave the entry in flight (a store may drop a write not yet begun).
+        await self._finish(self._settle(key, print_, EntryState.ACCEPTED, data=raw))
         return result
+
+    async def _finish(self, record: Coroutine[object, object, None]) -> None:
+        """Run a ledger write to its end, even if the caller is cancelled again."""
+        task = self._spawn(record)
+        await asyncio.shield(task)
+
+    def _spawn(self, record: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(record)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    def _undo_claim(
+        self, key: str, print_: str, claiming: asyncio.Future[Claim]
+    ) -> None:
+        """Give back a claim granted after its caller was cancelled."""
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        claim = claiming.result()
+        if not claim.granted:
+            return
+        if claim.prior is not None:  # an earlier attempt is unknown: it stays so
+            self._spawn(self._settle(key, print_, EntryState.UNKNOWN))
+        else:  # nothing was sent under this claim
+            self._spawn(self._record(self.ledger.release(key), key))
+
+    async def drain(self) -> None:
+        """Wait for the ledger writes still under way (on closing the client)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def _settle_failure(
         self, key: str, print_: str, claim: Claim, exc: VexoraError

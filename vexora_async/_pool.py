@@ -18,6 +18,8 @@ one walks a pool of one connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import httpx
@@ -40,23 +42,37 @@ def _nothing() -> None:
 
 
 class _Releasing(httpx.AsyncByteStream):
-    """A response stream that gives its connection's slot back when closed."""
+    """A response stream that gives its connection's slot back when closed.
 
-    __slots__ = ("_release", "_stream")
+    Closed before its body was read to the end (the caller stopped reading,
+    failed or was cancelled), its shard is replaced: httpcore can keep such
+    a connection marked busy forever, and the stack below would hand that
+    slot out first, to wait out every later call's deadline.
+    """
+
+    __slots__ = ("_finished", "_release", "_reset", "_stream")
 
     def __init__(
-        self, stream: httpx.AsyncByteStream, release: Callable[[], None]
+        self,
+        stream: httpx.AsyncByteStream,
+        release: Callable[[], None],
+        reset: Callable[[], None],
     ) -> None:
         self._stream = stream
         self._release: Callable[[], None] | None = release
+        self._reset = reset
+        self._finished = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._stream:
             yield chunk
+        self._finished = True
 
     async def aclose(self) -> None:
         release, self._release = self._release, None
         try:
+            if not self._finished:
+                self._reset()
             await self._stream.aclose()
         finally:
             if release is not None:
@@ -82,19 +98,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         count = -(-max_connections // shard_size)
         base, extra = divmod(max_connections, count)
         sizes = [base + (i < extra) for i in range(count)]
-        ssl_context = httpx.create_ssl_context(trust_env=trust_env)
-        self._shards = [
-            httpx.AsyncHTTPTransport(
-                verify=ssl_context,
-                trust_env=trust_env,
-                limits=httpx.Limits(
-                    max_connections=size,
-                    max_keepalive_connections=size,
-                    keepalive_expiry=keepalive_expiry,
-                ),
-            )
-            for size in sizes
-        ]
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl_context = httpx.create_ssl_context(trust_env=trust_env)
+        self._trust_env = trust_env
+        self._shards = [self._new_shard(size) for size in sizes]
         #: One entry per free connection: the index of its shard. Taken and
         #: given back last in, first out, so the busiest connections stay
         #: warm and the others may expire.
@@ -103,12 +110,39 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         self._sizes = sizes
         self._overflow = 0
         self._releasers = [self._releaser(i) for i in range(count)]
+        self._resetters = [self._resetter(i) for i in range(count)]
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _releaser(self, index: int) -> Callable[[], None]:
         def release() -> None:
             self._slots.append(index)
 
         return release
+
+    def _resetter(self, index: int) -> Callable[[], None]:
+        def reset() -> None:
+            self._reset(index)
+
+        return reset
+
+    def _new_shard(self, size: int) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(
+            verify=self._ssl_context,
+            trust_env=self._trust_env,
+            limits=httpx.Limits(
+                max_connections=size,
+                max_keepalive_connections=size,
+                keepalive_expiry=self._keepalive_expiry,
+            ),
+        )
+
+    def _reset(self, index: int) -> None:
+        """Replace shard *index* with a fresh one; close the old one aside."""
+        old = self._shards[index]
+        self._shards[index] = self._new_shard(self._sizes[index])
+        task = asyncio.get_running_loop().create_task(_close_quietly(old))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* on a shard with a free connection."""
@@ -122,13 +156,17 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             self._overflow += 1
             index = self._overflow % len(self._shards)
             release = _nothing
+        reset = self._resetters[index] if release is not _nothing else _nothing
         try:
             response = await self._shards[index].handle_async_request(request)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or not _clean_failure(exc):
+                # Cancelled (or worse) inside httpcore: trust nothing it left.
+                reset()
             release()
             raise
         # The connection stays taken until the body is read and closed.
-        response.stream = _Releasing(response.stream, release)  # type: ignore[arg-type]  # an async stream
+        response.stream = _Releasing(response.stream, release, reset)  # type: ignore[arg-type]  # an async stream
         return response
 
     @property
@@ -145,3 +183,18 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         """Close every shard's connections."""
         for shard in self._shards:
             await shard.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing)
+
+
+def _clean_failure(exc: Exception) -> bool:
+    """Tell whether httpcore failed *exc* in a way that leaves its pool sound."""
+    # A refused or timed-out connect never took the connection into use.
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+async def _close_quietly(shard: httpx.AsyncHTTPTransport) -> None:
+    # Best effort: the shard is out of use; a failure to close it changes
+    # nothing for any call.
+    with contextlib.suppress(Exception):
+        await shard.aclose()
