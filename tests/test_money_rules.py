@@ -393,3 +393,11 @@ async def test_a_batch_never_calls_a_maybe_executed_error_not_executed(
     ) as vexora:
         outcomes = [o async for o in vexora.create_payouts([make_payout()])]
     assert [o.kind for o in outcomes] == [OutcomeKind.UNKNOWN]
+
+
+async def test_a_deadline_beside_a_policy_is_refused() -> None:
+    """deadline=5 next to retry=RetryPolicy() was silently 60 s: now an error."""
+    from vexora_async import InvalidRequestError  # noqa: PLC0415
+
+    with pytest.raises(InvalidRequestError, match="inside the RetryPolicy"):
+        VexoraClient("1000000001", "s", "http://127.0.0.1:9", retry=RAW, deadline=5)

@@ -204,6 +204,12 @@ class VexoraClient:
             )
         if not _is_number(deadline) or deadline <= 0:
             raise InvalidRequestError("deadline", "must be a positive number")
+        if retry is not None and (max_retries != 2 or deadline != 60.0):  # noqa: PLR2004 - the defaults above
+            # Silently preferring one would run calls for 60 s that the
+            # caller meant to end in 5.
+            raise InvalidRequestError(
+                "retry", "give max_retries and deadline inside the RetryPolicy"
+            )
         self.retry_policy = retry or RetryPolicy(
             max_retries=max_retries, deadline=deadline
         )
