@@ -29,6 +29,7 @@ from ._models import (
     PayoutStatus,
 )
 from ._operations import Operation
+from ._outcomes import call_outcome
 from ._retry import RetryMiddleware, RetryPolicy
 from ._transport import (
     DEFAULT_MAX_CONNECTIONS,
@@ -39,6 +40,7 @@ from ._transport import (
     make_http_client,
 )
 from ._validation import check_trade_no
+from .events import CallFinished, CallStarted, Trace, as_hooks
 from .exceptions import (
     InvalidRequestError,
     VexoraError,
@@ -56,12 +58,20 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._batch import BatchProgress, PayoutOutcome
+    from .events import Event
 
 
 logger = logging.getLogger("vexora_async")
 T = TypeVar("T")
 
 _UNSET: Any = object()
+
+
+def _checked(call: Call, result: object, expected: type[T]) -> T:
+    if not isinstance(result, expected):
+        msg = f"a middleware answered {type(result).__name__}, not {expected.__name__}"
+        raise VexoraError(msg, operation=call.label, trade_no=call.trade_no)
+    return result
 
 
 def _epoch_ms() -> int:
@@ -161,6 +171,11 @@ class VexoraClient:
     *transport* ``"aiohttp"`` sends through aiohttp under the same
     ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
 
+    *on_event* takes a callable, or a sequence of them, called with each
+    :mod:`vexora_async.events` record: calls started and finished,
+    attempts, retries, reconciliation queries, the ledger's part (see
+    :doc:`/observability`). A hook that raises is logged and ignored.
+
     Every call ends by its *deadline*, the whole exchange included (connect,
     send, reading the answer), and reads at most *max_answer_bytes* of an
     answer (default 1 MiB, counted after decompression; a gateway answer is
@@ -186,8 +201,12 @@ class VexoraClient:
         middleware: Sequence[Middleware] = (),
         transport: TransportName = "httpx",
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        on_event: Callable[[Event], object]
+        | Sequence[Callable[[Event], object]]
+        | None = None,
     ) -> None:
         self._merchant_no = _check_credential("merchant_no", merchant_no)
+        self._hooks = as_hooks(on_event)
         secret = Secret(_check_credential("app_secret", app_secret))
         self._base_url = _check_base_url(base_url)
         if not _is_count(max_retries, 0):
@@ -508,10 +527,43 @@ class VexoraClient:
             max_retries=max_retries,
             resolve=resolve,
         )
-        result = await self._handler(call)
-        if not isinstance(result, result_type):
-            msg = f"a middleware answered {type(result).__name__}, not {result_type}"
-            raise VexoraError(msg, operation=operation.label, trade_no=trade_no)
+        if self._hooks:
+            return await self._traced(call, result_type)
+        return _checked(call, await self._handler(call), result_type)
+
+    async def _traced(self, call: Call, result_type: type[T]) -> T:
+        """Run *call* with events at its edge (only when hooks are set)."""
+        trace = Trace(self._hooks, call.label, call.trade_no)
+        call = call.evolve(trace=trace)
+        trace.emit(
+            CallStarted(
+                operation=call.label,
+                trade_no=call.trade_no,
+                merchant_no=self._merchant_no,
+            )
+        )
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            result = _checked(call, await self._handler(call), result_type)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            trace.emit(
+                CallFinished(
+                    operation=call.label,
+                    trade_no=call.trade_no,
+                    merchant_no=self._merchant_no,
+                    outcome=call_outcome(error),
+                    attempts=trace.attempts,
+                    reconciled=trace.reconciled,
+                    from_ledger=trace.from_ledger,
+                    elapsed=time.perf_counter() - started,
+                    gateway_code=trace.gateway_code,
+                    error_type=None if error is None else type(error).__name__,
+                )
+            )
         return result
 
     # -- many payouts -------------------------------------------------------

@@ -32,6 +32,7 @@ from ._outcomes import (
     interpret,
 )
 from ._signer import sign
+from .events import AttemptFinished, LimiterWait
 from .exceptions import ConnectError, InvalidRequestError
 
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ._converter import WireCodec
     from ._middleware import Call
     from ._operations import Operation
+    from .events import Trace
 
 
 logger = logging.getLogger("vexora_async")
@@ -133,6 +135,8 @@ class Exchange:
         redact = functools.partial(_redact, self._secret.value, call.params, fields)
         outcome = interpret(facts, _identity(call), self._codec, redact)
         self._log(call, facts, outcome, started)
+        if call.trace is not None:
+            _trace_attempt(call, call.trace, facts, outcome, started)
         if outcome.error is not None:
             raise outcome.error from (cause or outcome.error.__cause__)
         return outcome.result
@@ -181,6 +185,7 @@ class Exchange:
         if call.deadline is None or not self.limiter.locked():
             await self.limiter.acquire()  # free slot: no wait, no timer
             return
+        queued = time.perf_counter()
         try:
             await run_until(
                 self.limiter.acquire(),
@@ -195,6 +200,14 @@ class Exchange:
                 operation=call.label,
                 trade_no=call.trade_no,
             ) from None
+        finally:
+            if call.trace is not None:
+                waited = time.perf_counter() - queued
+                call.trace.emit(
+                    LimiterWait(
+                        operation=call.label, trade_no=call.trade_no, waited=waited
+                    )
+                )
 
     def _attempt_timeout(self, call: Call) -> httpx.Timeout:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
@@ -260,6 +273,33 @@ def _redact(
     if name:
         text = text.replace(name, mask_name(name))
     return mask_digit_runs(text)
+
+
+def _trace_attempt(
+    call: Call,
+    trace: Trace,
+    facts: TransportFailure | HTTPAnswer,
+    outcome: Outcome,
+    started: float,
+) -> None:
+    trace.attempts += 1
+    if outcome.code is not None:
+        trace.gateway_code = outcome.code
+    trace.emit(
+        AttemptFinished(
+            operation=call.label,
+            attempt_operation=call.operation.label,
+            trade_no=call.trade_no,
+            attempt=trace.attempts,
+            http_status=facts.status if isinstance(facts, HTTPAnswer) else None,
+            gateway_code=outcome.code,
+            elapsed=time.perf_counter() - started,
+            may_have_executed=(
+                outcome.executed.value if call.operation.creates else None
+            ),
+            error_type=None if outcome.error is None else type(outcome.error).__name__,
+        )
+    )
 
 
 def _identity(call: Call) -> CallIdentity:

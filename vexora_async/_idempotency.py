@@ -24,6 +24,7 @@ from ._codes import ResponseCode
 from ._ledger import Claim, EntryState, Ledger, LedgerEntry
 from ._operations import outcome_unknown
 from ._outcomes import Executed, result_from_data, verdict
+from .events import LedgerAction, LedgerEvent
 from .exceptions import (
     ConflictingRequestError,
     LedgerError,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from ._converter import WireCodec
     from ._middleware import Call
+    from .events import Trace
     from .exceptions import OutcomeUnknown
 
 
@@ -157,22 +159,32 @@ class IdempotencyMiddleware:
             ) from exc
         if not claim.granted:
             return self._answer_from_ledger(call, claim)
+        _ledger_event(
+            call,
+            LedgerAction.CLAIMED if claim.prior is None else LedgerAction.TAKEN_OVER,
+        )
         if claim.prior is not None:
             call = call.evolve(reconcile_first=True)
         try:
             result = await call_next(call)
         except VexoraError as exc:
-            await self._finish(self._settle_failure(key, print_, claim, exc))
+            await self._finish(
+                self._settle_failure(key, print_, claim, exc, call.trace)
+            )
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
             # leave the entry in flight, so the next call reconciles.
-            await self._finish(self._settle(key, print_, EntryState.UNKNOWN))
+            await self._finish(
+                self._settle(key, print_, EntryState.UNKNOWN, trace=call.trace)
+            )
             raise
         raw = getattr(result, "raw", None)
         # Shielded too: the answer is in, and a cancellation now must not
         # leave the entry in flight (a store may drop a write not yet begun).
-        await self._finish(self._settle(key, print_, EntryState.ACCEPTED, data=raw))
+        await self._finish(
+            self._settle(key, print_, EntryState.ACCEPTED, data=raw, trace=call.trace)
+        )
         return result
 
     async def _finish(self, record: Coroutine[object, object, None]) -> None:
@@ -206,24 +218,34 @@ class IdempotencyMiddleware:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def _settle_failure(
-        self, key: str, print_: str, claim: Claim, exc: VexoraError
+        self,
+        key: str,
+        print_: str,
+        claim: Claim,
+        exc: VexoraError,
+        trace: Trace | None,
     ) -> None:
         """Record what a create that failed with *exc* leaves behind."""
         if isinstance(exc, RequestRejected) and exc.confirmed:
             await self._settle(
-                key, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
+                key,
+                print_,
+                EntryState.REJECTED,
+                code=exc.code,
+                msg=exc.msg,
+                trace=trace,
             )
         elif isinstance(exc, (RequestRejected, TradeNoCollision)):
             # An unconfirmed refusal may be the duplicate refusal of a paid
             # payout, and a collision leaves the tradeNo taken: the next call
             # must ask the gateway, not answer from here.
-            await self._settle(key, print_, EntryState.UNKNOWN)
+            await self._settle(key, print_, EntryState.UNKNOWN, trace=trace)
         elif verdict(exc) is not Executed.NO or claim.prior is not None:
             # May have executed now, or an earlier attempt's outcome is
             # unknown and this one changed nothing: unknown it stays.
-            await self._settle(key, print_, EntryState.UNKNOWN)
+            await self._settle(key, print_, EntryState.UNKNOWN, trace=trace)
         else:
-            await self._record(self.ledger.release(key), key)
+            await self._record(self.ledger.release(key), key, trace)
 
     async def _settle(
         self,
@@ -234,6 +256,7 @@ class IdempotencyMiddleware:
         data: Mapping[str, object] | None = None,
         code: str | None = None,
         msg: str | None = None,
+        trace: Trace | None = None,
     ) -> None:
         entry = LedgerEntry(
             state=state,
@@ -243,9 +266,11 @@ class IdempotencyMiddleware:
             code=code,
             msg=msg,
         )
-        await self._record(self.ledger.settle(key, entry), key)
+        await self._record(self.ledger.settle(key, entry), key, trace)
 
-    async def _record(self, operation: Awaitable[None], key: str) -> None:
+    async def _record(
+        self, operation: Awaitable[None], key: str, trace: Trace | None = None
+    ) -> None:
         # The outcome is already decided at the gateway: a ledger that fails
         # to record it must not turn a paid payout into an error for the
         # caller. The next call with this tradeNo reconciles (the entry is
@@ -254,6 +279,14 @@ class IdempotencyMiddleware:
             await operation
         except Exception:
             logger.exception("the ledger failed to record key=%s", key)
+            if trace is not None:
+                trace.emit(
+                    LedgerEvent(
+                        operation=trace.operation,
+                        trade_no=trace.trade_no,
+                        action=LedgerAction.SETTLE_FAILED,
+                    )
+                )
 
     def _answer_from_ledger(self, call: Call, claim: Claim) -> object:
         prior = claim.prior
@@ -262,6 +295,12 @@ class IdempotencyMiddleware:
             raise _unknown(call, msg)
         if prior.fingerprint != fingerprint(call.params):
             raise _conflict(call)
+        if prior.state in {EntryState.ACCEPTED, EntryState.REJECTED}:
+            _ledger_event(call, LedgerAction.ANSWERED)
+            if call.trace is not None:
+                call.trace.from_ledger = True
+        else:
+            _ledger_event(call, LedgerAction.REFUSED_IN_FLIGHT)
         if prior.state is EntryState.ACCEPTED and prior.data is not None:
             logger.debug(
                 "op=%s trade_no=%s answered from the ledger",
@@ -281,6 +320,13 @@ class IdempotencyMiddleware:
         raise _unknown(
             call,
             "another worker is sending this tradeNo right now; query it later",
+        )
+
+
+def _ledger_event(call: Call, action: LedgerAction) -> None:
+    if call.trace is not None:
+        call.trace.emit(
+            LedgerEvent(operation=call.label, trade_no=call.trade_no, action=action)
         )
 
 

@@ -17,6 +17,7 @@ import attrs
 import httpx
 
 from ._operations import Operation
+from .events import Trace
 
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Call:
     max_retries: int | None = None
     reconcile_first: bool = False
     resolve: bool = False
+    #: The call's tally for ``on_event`` hooks; ``None`` without hooks.
+    trace: Trace | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def label(self) -> str:

@@ -52,6 +52,7 @@ import attrs
 from ._codes import ResponseCode
 from ._models import DepositStatus, Envelope, PayoutStatus, StatusKind
 from ._operations import Operation, outcome_unknown
+from .events import CallOutcome
 from .exceptions import (
     ConflictingRequestError,
     ConnectError,
@@ -60,6 +61,7 @@ from .exceptions import (
     HTTPStatusError,
     InvalidRequestError,
     LedgerError,
+    OutcomeUnknown,
     RequestRejected,
     RequestTimeout,
     TradeNoCollision,
@@ -298,6 +300,23 @@ def read_is_retryable(error: VexoraError) -> bool:
     if isinstance(error, GatewayError):
         return error.code == ResponseCode.SYSTEM_EXCEPTION
     return isinstance(error, (TransportError, DecodingError))
+
+
+def call_outcome(error: BaseException | None) -> CallOutcome:  # noqa: PLR0911 - a table
+    """Name how a logical call ended, for events and metrics."""
+    if error is None:
+        return CallOutcome.ACCEPTED
+    if not isinstance(error, Exception):  # cancelled (or interrupted)
+        return CallOutcome.CANCELLED
+    if isinstance(error, OutcomeUnknown):
+        return CallOutcome.UNKNOWN
+    if isinstance(error, RequestRejected):
+        return CallOutcome.REJECTED
+    if isinstance(error, ConflictingRequestError):
+        return CallOutcome.CONFLICT
+    if verdict(error) is Executed.NO:
+        return CallOutcome.NOT_SENT
+    return CallOutcome.ERROR
 
 
 # -- is the payout a query found *this* payout? -----------------------------

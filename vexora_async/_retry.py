@@ -48,11 +48,13 @@ from ._outcomes import (
     create_is_resendable,
     read_is_retryable,
 )
+from .events import QueryResult, ReconciliationQuery, Resubmitted, RetryScheduled
 from .exceptions import (
     DecodingError,
     HTTPStatusError,
     OutcomeUnknown,
     RequestRejected,
+    TradeNoCollision,
     VexoraError,
 )
 
@@ -193,14 +195,38 @@ class RetryMiddleware:
                 delay = self._delay(call, attempt, exc)
                 if delay is None:
                     raise
+                reason = type(exc).__name__
+                retry_after = (
+                    exc.retry_after if isinstance(exc, HTTPStatusError) else None
+                )
             attempt += 1
             logger.info(
-                "retrying op=%s trade_no=%s attempt=%d in %.2fs",
+                "retry %d of %d op=%s trade_no=%s in %.2fs after %s",
+                attempt,
+                max_retries,
                 call.label,
                 call.trade_no,
-                attempt + 1,
                 delay,
+                reason,
+                extra={
+                    "operation": call.label,
+                    "trade_no": call.trade_no,
+                    "attempt": attempt + 1,
+                    "retry_reason": reason,
+                },
             )
+            if call.trace is not None:
+                call.trace.emit(
+                    RetryScheduled(
+                        operation=call.label,
+                        trade_no=call.trade_no,
+                        attempt=attempt + 1,
+                        of=max_retries + 1,
+                        delay=delay,
+                        reason=reason,
+                        retry_after=retry_after,
+                    )
+                )
             await self._sleep(delay)
 
     def _delay(self, call: Call, attempt: int, exc: VexoraError | None) -> float | None:
@@ -228,6 +254,7 @@ class RetryMiddleware:
         try:
             status = await self._with_retries(query, call_next, read_is_retryable)
         except RequestRejected:
+            _queried(call, 0, QueryResult.NOT_FOUND)
             rejection.confirmed = True
             raise rejection from None
         except VexoraError as exc:
@@ -265,20 +292,24 @@ class RetryMiddleware:
                 call.label,
                 call.trade_no,
                 round_no + 1,
+                extra={"operation": call.label, "trade_no": call.trade_no},
             )
             try:
                 status = await call_next(query.evolve(max_retries=0))
             except RequestRejected:
+                _queried(call, round_no, QueryResult.NOT_FOUND)
                 if not self.policy.resubmit:
                     reason = "the gateway does not know it (resubmission is off)"
                     continue
             except VexoraError as exc:
+                _queried(call, round_no, QueryResult.FAILED)
                 reason = f"the status query failed ({exc})"
                 continue
             else:
-                return self._adopt(call, status)
+                return self._adopt(call, status, round_no)
             # The gateway does not know the tradeNo: send it again, same
             # tradeNo, fresh timestamp and sign.
+            _resubmitted(call)
             try:
                 return await call_next(call.evolve(reconcile_first=False))
             except RequestRejected as exc:
@@ -298,6 +329,7 @@ class RetryMiddleware:
             status = await call_next(_query_for(call))
         except RequestRejected:
             # Not found and not accepted: the gateway refused this payout.
+            _queried(call, 0, QueryResult.NOT_FOUND)
             refusal.confirmed = True
             raise refusal from None
         except VexoraError as exc:
@@ -306,19 +338,27 @@ class RetryMiddleware:
             ) from exc
         return self._adopt(call, status)
 
-    def _adopt(self, call: Call, status: object) -> object:
+    def _adopt(self, call: Call, status: object, query: int = 0) -> object:
         """Report a transaction found by a query as this create's, if it is."""
         who = CallIdentity(call.operation, call.trade_no, call.label)
         try:
-            return adopt_found(
+            result = adopt_found(
                 who,
                 call.params,
                 status,
                 self._codec,
                 adopt_unchecked=self.policy.adopt_unchecked,
             )
+        except TradeNoCollision:
+            _queried(call, query, QueryResult.COLLISION)
+            raise
         except DecodingError as exc:
+            _queried(call, query, QueryResult.FAILED)
             raise self._unknown(call, f"the status answer is unusable ({exc})") from exc
+        _queried(call, query, QueryResult.FOUND)
+        if call.trace is not None:
+            call.trace.reconciled = True
+        return result
 
     def _unknown(self, call: Call, reason: str) -> OutcomeUnknown:
         logger.warning(
@@ -328,6 +368,23 @@ class RetryMiddleware:
             reason,
         )
         return outcome_unknown(call.operation, call.trade_no, reason, label=call.label)
+
+
+def _resubmitted(call: Call) -> None:
+    if call.trace is not None:
+        call.trace.emit(Resubmitted(operation=call.label, trade_no=call.trade_no))
+
+
+def _queried(call: Call, round_no: int, result: QueryResult) -> None:
+    if call.trace is not None:
+        call.trace.emit(
+            ReconciliationQuery(
+                operation=call.label,
+                trade_no=call.trade_no,
+                query=round_no + 1,
+                result=result,
+            )
+        )
 
 
 _UNCONFIRMED = (
