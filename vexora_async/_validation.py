@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -167,6 +168,25 @@ def check_retries(field: str, value: object) -> int:
 def check_attempts(field: str, value: object) -> int:
     """Check a number of attempts or queries: 1 to :data:`MAX_ATTEMPTS`."""
     return check_count(field, value, 1, MAX_ATTEMPTS)
+
+
+def check_callable(field: str, value: object) -> None:
+    """Check that *value* can be called (a clock, a hook)."""
+    if not callable(value):
+        raise InvalidRequestError(
+            field, f"must be callable, not {type(value).__name__}"
+        )
+
+
+def check_path(field: str, value: object) -> None:
+    """Check a file path: a ``str`` or ``os.PathLike`` with no NUL character."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str):
+        raise InvalidRequestError(
+            field, f"must be a str or os.PathLike, not {type(value).__name__}"
+        )
+    if not path or "\x00" in path:
+        raise InvalidRequestError(field, "must be a non-empty path with no NUL")
 
 
 def check_flag(field: str, value: object) -> bool:
