@@ -109,8 +109,8 @@ def _check_base_url(base_url: object) -> str:
     if "@" in parts.netloc:
         raise InvalidRequestError(
             "base_url",
-            "must not carry credentials (user:password@); the gateway "
-            "authenticates by the merchantNo header and the sign",
+            "must not carry credentials (a name or password before @); the "
+            "gateway authenticates by the merchantNo header and the sign",
         )
     if not host or parts.query or parts.fragment or "?" in base_url or "#" in base_url:
         raise InvalidRequestError("base_url", "must be an absolute URL with no query")
@@ -364,10 +364,11 @@ class VexoraClient:
         return self.retry_policy.max_retries
 
     def __repr__(self) -> str:
-        return (
-            f"VexoraClient(merchant_no={self._merchant_no!r}, "
-            f"base_url={self._base_url!r})"
-        )
+        # getattr: a half-built client (its __init__ raised) is shown too,
+        # by tracebacks that capture locals.
+        merchant_no = getattr(self, "_merchant_no", None)
+        base_url = getattr(self, "_base_url", None)
+        return f"VexoraClient(merchant_no={merchant_no!r}, base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
