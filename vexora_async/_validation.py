@@ -119,13 +119,19 @@ def _not_whole(field: str) -> InvalidRequestError:
     )
 
 
-def check_seconds(field: str, value: object, *, allow_zero: bool = False) -> float:
-    """Check a duration: a finite int or float of seconds, up to one day.
+def check_seconds(
+    field: str,
+    value: object,
+    *,
+    allow_zero: bool = False,
+    maximum: int = MAX_SECONDS,
+) -> float:
+    """Check a duration: a finite int or float of seconds, by default up to a day.
 
     Positive, or also zero with *allow_zero* (a backoff may be none; a
     timeout or a deadline of zero could only fail). Refuses bools, NaN,
-    infinities and anything over :data:`MAX_SECONDS`, which would overflow
-    or switch a limit off rather than set it.
+    infinities and anything over *maximum* (default :data:`MAX_SECONDS`),
+    which would overflow or switch a limit off rather than set it.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequestError(
@@ -137,10 +143,8 @@ def check_seconds(field: str, value: object, *, allow_zero: bool = False) -> flo
     if value < 0 or (value == 0 and not allow_zero):
         bound = "at least 0" if allow_zero else "more than 0"
         raise InvalidRequestError(field, f"must be {bound} seconds")
-    if value > MAX_SECONDS:
-        raise InvalidRequestError(
-            field, f"must be at most {MAX_SECONDS} seconds (one day)"
-        )
+    if value > maximum:
+        raise InvalidRequestError(field, f"must be at most {maximum:,} seconds")
     return float(value)
 
 
@@ -187,6 +191,31 @@ def check_path(field: str, value: object) -> None:
         )
     if not path or "\x00" in path:
         raise InvalidRequestError(field, "must be a non-empty path with no NUL")
+
+
+#: A callback body is a few hundred bytes; no cap of ours needs more.
+MAX_NOTIFICATION_BYTES = 16 * 1024 * 1024
+#: The gateway retries a callback for 24 hours; a week is generous.
+MAX_NOTIFICATION_AGE = 7 * MAX_SECONDS
+# Epoch seconds before the year 5000.
+_MAX_EPOCH = 95_617_584_000
+
+
+def check_notification_options(
+    *, kind: object, max_bytes: object, max_age: object, now: object
+) -> None:
+    """Check :func:`~vexora_async.parse_notification`'s options.
+
+    ``max_age=nan`` would switch the age check off and ``max_bytes="5"``
+    fail as a bare ``TypeError``: each is refused here, naming the option.
+    """
+    if kind is not None and kind not in ("payout", "deposit"):
+        raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+    check_count("max_bytes", max_bytes, 1, MAX_NOTIFICATION_BYTES)
+    if max_age is not None:
+        check_seconds("max_age", max_age, maximum=MAX_NOTIFICATION_AGE)
+    if now is not None:
+        check_seconds("now", now, allow_zero=True, maximum=_MAX_EPOCH)
 
 
 def check_flag(field: str, value: object) -> bool:
