@@ -35,6 +35,8 @@ from vexora_async import (
     SQLiteLedger,
     VexoraClient,
     VexoraError,
+    make_converter,
+    new_trade_no,
     parse_notification,
     sign,
 )
@@ -301,7 +303,7 @@ def test_fuzz_client_constructor(options: dict[str, Any]) -> None:
         asyncio.run(client.aclose())
 
 
-PAYOUT = {
+PAYOUT: dict[str, Any] = {
     "trade_no": "PO000000000001",
     "amount": 1000,
     "bank_code": "KBZPAY",
@@ -309,7 +311,7 @@ PAYOUT = {
     "name": "Ko Min Thu",
     "notify_url": NOTIFY_URL,
 }
-DEPOSIT = {
+DEPOSIT: dict[str, Any] = {
     "trade_no": "PI000000000001",
     "amount": 1000,
     "name": "Ko",
@@ -410,6 +412,16 @@ def test_fuzz_ledgers(memory: dict[str, Any], sqlite: dict[str, Any]) -> None:
     ledger = attempt("SQLiteLedger", lambda: SQLiteLedger(**sqlite))
     if isinstance(ledger, SQLiteLedger):
         asyncio.run(ledger.aclose())
+
+
+@FUZZ
+@given(amount_format=TEXT, prefix=st.one_of(st.text(max_size=50), TEXT))
+def test_fuzz_helpers(amount_format: object, prefix: object) -> None:
+    """make_converter and new_trade_no take any value without a foreign error."""
+    attempt("make_converter", lambda: make_converter(amount_format))  # type: ignore[arg-type]  # the point
+    trade_no = attempt("new_trade_no", lambda: new_trade_no(prefix))  # type: ignore[arg-type]  # the point
+    if trade_no is not None:
+        assert PayoutRequest(**PAYOUT | {"trade_no": trade_no}).trade_no == trade_no
 
 
 NOTIFICATION = {

@@ -26,6 +26,8 @@ from vexora_async import (
     Secret,
     SQLiteLedger,
     VexoraClient,
+    make_converter,
+    new_trade_no,
 )
 from vexora_async._validation import MAX_AMOUNT
 
@@ -244,6 +246,25 @@ async def test_batch_concurrency_is_bounded() -> None:
         with pytest.raises(InvalidRequestError) as e:
             client.create_payouts([], on_progress="print")  # type: ignore[arg-type]  # the point
         assert e.value.field == "on_progress"
+
+
+@pytest.mark.parametrize("value", [["integer"], {}, None, 3, "INTEGER"])
+def test_make_converter_refuses_any_other_format(value: object) -> None:
+    """A list was hashed: TypeError: unhashable type."""
+    with pytest.raises(InvalidRequestError) as e:
+        make_converter(value)  # type: ignore[arg-type]  # the point
+    assert e.value.field == "amount_format"
+
+
+@pytest.mark.parametrize("prefix", [3, None, b"PO", "P O", "P" * 41, "\x00"])
+def test_new_trade_no_refuses_a_prefix_that_cannot_make_a_trade_no(
+    prefix: object,
+) -> None:
+    """A prefix of 41 characters or with a space made a tradeNo no payout takes."""
+    with pytest.raises(InvalidRequestError) as e:
+        new_trade_no(prefix)  # type: ignore[arg-type]  # the point
+    assert e.value.field == "prefix"
+    assert len(new_trade_no("P" * 40)) == 64
 
 
 # -- amounts ------------------------------------------------------------------

@@ -157,12 +157,10 @@ def make_converter(amount_format: AmountFormat = "integer") -> cattrs.Converter:
     for result_type in _RESULT_TYPES:
         conv.register_structure_hook(result_type, _result_hook(conv, result_type))
 
-    try:
-        amount_spec = _AMOUNT_SPECS[amount_format]
-    except KeyError:
-        raise InvalidRequestError(
-            "amount_format", "must be 'integer' or 'decimal2'"
-        ) from None
+    # A tuple's "in" compares with ==: a list or dict is refused, not hashed.
+    if amount_format not in tuple(_AMOUNT_SPECS):
+        raise InvalidRequestError("amount_format", "must be 'integer' or 'decimal2'")
+    amount_spec = _AMOUNT_SPECS[amount_format]
     conv.register_unstructure_hook(Decimal, lambda d: format(d, amount_spec))
     conv.register_unstructure_hook(BankCode, str)
     for request_type in (PayoutRequest, DepositRequest):
