@@ -267,6 +267,17 @@ class VexoraClient:
 
     *transport* ``"aiohttp"`` sends through aiohttp under the same
     ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
+
+    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; the
+    client wraps a ``str`` before anything else, and a
+    ``Secret(os.environ[...])`` keeps the plain string out of every frame
+    that an error reporter records. Every option is checked here (seconds
+    over 0 and at most a day, ``max_retries`` 0 to 100,
+    ``max_connections`` 1 to 10,000, no NaN, infinity or bool; a
+    ``base_url`` with credentials, whitespace or control characters is
+    refused): a bad one raises :class:`~vexora_async.InvalidRequestError`
+    naming it. So are the per-call ``timeout``, ``max_retries`` and
+    ``deadline``, before anything is sent.
     """
 
     def __init__(
