@@ -382,6 +382,20 @@ def test_base_url_refused_with_our_error(url: str) -> None:
     assert "user" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://b\u00fccher.example/myanmar",
+        "https://[2001:db8::1]:8443/mm",
+        "http://[::1]:8090/",
+        "https://sandbox-api.vexora.com/my%20anmar",
+    ],
+)
+def test_base_urls_that_are_fine_still_pass(url: str) -> None:
+    """IDN hosts, IPv6 literals and percent-escapes are not credentials."""
+    assert VexoraClient(MERCHANT_NO, SECRET, url).base_url == url.rstrip("/")
+
+
 def test_repr_of_the_client_shows_no_credentials() -> None:
     """The repr shows the base URL, which can no longer hold credentials."""
     client = VexoraClient(MERCHANT_NO, SECRET, "https://sandbox-api.vexora.com/mm/")
