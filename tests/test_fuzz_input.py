@@ -77,6 +77,7 @@ def _record(target: str, outcome: str, started: float) -> None:
 
 
 def _foreign(target: str, exc: BaseException) -> None:
+    FIGURES[f"{target}:examples"] += 1
     FIGURES[f"{target}:foreign"] += 1
     if STRICT:
         msg = f"foreign {type(exc).__name__} from {target}: {exc!r:.300}"
