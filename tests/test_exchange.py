@@ -13,8 +13,9 @@ import httpx
 import pytest
 from vexora_async import InvalidRequestError, Operation, sign
 from vexora_async._converter import WireCodec
-from vexora_async._exchange import Exchange, Secret, _retry_after
+from vexora_async._exchange import Exchange, _retry_after
 from vexora_async._middleware import Call
+from vexora_async._secret import Secret
 
 from conftest import MERCHANT_NO, SECRET, envelope, payout_data
 

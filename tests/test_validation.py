@@ -16,8 +16,11 @@ from vexora_async._validation import (
     _WHITESPACE,
     MIN_PAYOUT_AMOUNT,
     check_account,
+    check_delay,
     check_optional_text,
     check_optional_url,
+    check_retries,
+    check_seconds,
     check_text,
     check_trade_no,
     check_url,
@@ -87,10 +90,18 @@ def test_amount_field_name_is_reported() -> None:
     assert str(e.value).startswith("order_amount: ")
 
 
-@pytest.mark.parametrize("value", [10**30, Decimal("1E+40"), 10**200])
-def test_huge_amounts_stay_exact(value: object) -> None:
-    """Amounts past Decimal's precision neither crash nor get rounded."""
+@pytest.mark.parametrize(
+    "value", [10**15 - 1, Decimal(10**15 - 1), Decimal("9.99999999999999E+14")]
+)
+def test_amounts_up_to_15_digits_stay_exact(value: object) -> None:
+    """Amounts up to 15 digits pass with their exact value."""
     assert to_amount(value) == Decimal(value)  # type: ignore[arg-type]  # int or Decimal
+
+
+@given(st.integers(min_value=100, max_value=10**15 - 1))
+def test_any_integer_from_100_is_accepted_exactly(value: int) -> None:
+    """Every int from 100 to 15 digits passes and keeps its exact value."""
+    assert to_amount(value, minimum=100) == value
 
 
 def test_amount_ignores_a_lowered_decimal_context() -> None:
@@ -99,12 +110,6 @@ def test_amount_ignores_a_lowered_decimal_context() -> None:
         ctx.prec = 2
         assert to_amount(123_456) == Decimal(123_456)
         assert str(to_amount(Decimal("123456.000"))) == "123456"
-
-
-@given(st.integers(min_value=100, max_value=10**40))
-def test_any_integer_from_100_is_accepted_exactly(value: int) -> None:
-    """Every int >= 100 passes and keeps its exact value."""
-    assert to_amount(value, minimum=100) == value
 
 
 @pytest.mark.parametrize(
@@ -290,3 +295,48 @@ def test_lone_surrogates_are_refused(field: str) -> None:
     with pytest.raises(InvalidRequestError, match="lone surrogate") as info:
         check_text(field, "Ko \ud800 Thu")
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("value", [0.001, 1, 30.5, 86_400, 86_400.0])
+def test_seconds_accepts_positive_finite_numbers_up_to_a_day(value: float) -> None:
+    """A day is the longest timeout or deadline; ints and floats both pass."""
+    assert check_seconds("deadline", value) == float(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (-1, "more than 0"),
+        (0, "more than 0"),
+        (86_400.001, "at most 86,400"),
+        (10**400, "at most 86,400"),
+        (True, "not bool"),
+        ("5", "not str"),
+        (Decimal(5), "not Decimal"),
+    ],
+)
+def test_seconds_refuses_what_would_switch_a_limit_off(
+    value: object, reason: str
+) -> None:
+    """NaN compares false with everything; 10**400 overflowed float()."""
+    with pytest.raises(InvalidRequestError, match=reason) as e:
+        check_seconds("deadline", value)
+    assert e.value.field == "deadline"
+
+
+def test_delay_may_be_zero_but_not_negative() -> None:
+    """No backoff is a choice; a negative one is a bug."""
+    assert check_delay("backoff_max", 0) == 0.0
+    with pytest.raises(InvalidRequestError, match="at least 0"):
+        check_delay("backoff_max", -0.1)
+
+
+@pytest.mark.parametrize("value", [-1, 101, True, 1.0, "1", None, 10**400])
+def test_retries_are_an_int_from_0_to_100(value: object) -> None:
+    """A bool is not a count; 2.0**attempt overflows past about a thousand."""
+    with pytest.raises(InvalidRequestError) as e:
+        check_retries("max_retries", value)
+    assert e.value.field == "max_retries"
+    assert check_retries("max_retries", 100) == 100

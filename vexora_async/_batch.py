@@ -28,6 +28,7 @@ import attrs
 
 from ._models import PayoutRequest, PayoutResult
 from ._outcomes import Executed, verdict
+from ._validation import MAX_CONNECTIONS, check_count
 from .exceptions import (
     InvalidRequestError,
     OutcomeUnknown,
@@ -212,15 +213,13 @@ def create_payouts(
 
     See :meth:`vexora_async.VexoraClient.create_payouts`.
     """
-    if not _is_count(concurrency):
-        raise InvalidRequestError("concurrency", "must be an int >= 1")
+    # One worker task per unit: a huge count would exhaust memory at once.
+    check_count("concurrency", concurrency, 1, MAX_CONNECTIONS)
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidRequestError("on_progress", "must be callable or None")
     source = _Source(requests)
     total = len(requests) if isinstance(requests, Sized) else None
     return _run(client, source, concurrency, on_progress, total)
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 _Item = PayoutOutcome | _End | _Failure

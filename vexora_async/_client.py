@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -14,7 +16,7 @@ import httpx
 from ._batch import DEFAULT_CONCURRENCY, create_payouts
 from ._body import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_BYTES
 from ._converter import AmountFormat, WireCodec
-from ._exchange import Exchange, Secret
+from ._exchange import Exchange
 from ._idempotency import IdempotencyMiddleware
 from ._ledger import Ledger, MemoryLedger
 from ._masking import mask_account, mask_name
@@ -31,6 +33,7 @@ from ._models import (
 from ._operations import Operation
 from ._outcomes import call_outcome
 from ._retry import RetryMiddleware, RetryPolicy
+from ._secret import Secret
 from ._transport import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
@@ -39,7 +42,13 @@ from ._transport import (
     check_transport,
     make_http_client,
 )
-from ._validation import check_trade_no
+from ._validation import (
+    MAX_CONNECTIONS,
+    check_count,
+    check_retries,
+    check_seconds,
+    check_trade_no,
+)
 from .events import CallFinished, CallStarted, Trace, as_hooks
 from .exceptions import (
     InvalidRequestError,
@@ -53,7 +62,6 @@ if TYPE_CHECKING:
         AsyncIterable,
         Callable,
         Iterable,
-        Sequence,
     )
     from types import TracebackType
 
@@ -78,10 +86,25 @@ def _epoch_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_MAX_URL = 2048
+# Anything httpx would refuse or silently re-encode; whitespace and control
+# characters could also split a log line or a header.
+_BAD_URL_CHARACTERS = re.compile(
+    r"[\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff\ud800-\udfff]"
+)
+
+
 def _check_base_url(base_url: object) -> str:
+    # No message here repeats the URL: it could hold credentials.
     if not isinstance(base_url, str) or not base_url:
         raise InvalidRequestError(
             "base_url", "is required (there is no public default)"
+        )
+    if len(base_url) > _MAX_URL:
+        raise InvalidRequestError("base_url", f"is longer than {_MAX_URL} characters")
+    if _BAD_URL_CHARACTERS.search(base_url):
+        raise InvalidRequestError(
+            "base_url", "contains whitespace or control characters"
         )
     try:
         parts = urlsplit(base_url)
@@ -89,17 +112,32 @@ def _check_base_url(base_url: object) -> str:
         # A bad port would otherwise fail inside the POST and read as an
         # unknown outcome for a payout that was never sent.
         _ = parts.port
-    except ValueError as exc:
-        raise InvalidRequestError("base_url", f"is not a valid URL ({exc})") from exc
-    if not host or parts.query or parts.fragment:
+    except ValueError:
+        raise InvalidRequestError(
+            "base_url", "is not a valid URL (its host or port cannot be read)"
+        ) from None
+    if "@" in parts.netloc:
+        raise InvalidRequestError(
+            "base_url",
+            "must not carry credentials (a name or password before @); the "
+            "gateway authenticates by the merchantNo header and the sign",
+        )
+    if not host or parts.query or parts.fragment or "?" in base_url or "#" in base_url:
         raise InvalidRequestError("base_url", "must be an absolute URL with no query")
-    if parts.scheme == "https":
-        return base_url.rstrip("/")
-    if parts.scheme == "http" and _is_loopback(host):
-        return base_url.rstrip("/")
-    raise InvalidRequestError(
-        "base_url", "must be https (plain http only for a loopback address)"
-    )
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+        url = base_url.rstrip("/")
+    else:
+        raise InvalidRequestError(
+            "base_url", "must be https (plain http only for a loopback address)"
+        )
+    try:
+        # What the POST will use; httpx refuses some hosts urlsplit takes.
+        httpx.URL(url + Operation.GET_BALANCE.path)
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        raise InvalidRequestError(
+            "base_url", "is not a valid URL (httpx refuses it)"
+        ) from None
+    return url
 
 
 def _is_loopback(host: str) -> bool:
@@ -112,29 +150,98 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_credential(field: str, value: object) -> str:
+    problem = _credential_problem(value)
+    if problem is not None:
+        raise InvalidRequestError(field, problem)
+    return value  # type: ignore[return-value]  # a str: checked just above
+
+
+def _credential_problem(value: object) -> str | None:
+    """Say what is wrong with a credential, without raising from here.
+
+    The secret is checked through this: a traceback raised from a frame
+    holding it as a plain local would hand it to any error reporter that
+    records frame locals.
+    """
     if not isinstance(value, str) or not value:
-        raise InvalidRequestError(field, "must be a non-empty str")
+        return "must be a non-empty str"
+    if len(value) > _MAX_CREDENTIAL:
+        return f"is longer than {_MAX_CREDENTIAL} characters"
     if not value.isascii() or not value.isprintable() or value != value.strip():
-        raise InvalidRequestError(field, "must be printable ASCII with no edge spaces")
-    return value
+        return "must be printable ASCII with no edge spaces"
+    return None
 
 
-def _as_timeout(value: float | httpx.Timeout | None) -> httpx.Timeout | None:
-    if value is None or isinstance(value, httpx.Timeout):
+_MAX_CREDENTIAL = 1024
+
+
+def _as_secret(app_secret: object) -> Secret:
+    """Wrap the app secret, or check a :class:`Secret` given by the caller."""
+    if not isinstance(app_secret, Secret):
+        return Secret(app_secret)  # type: ignore[arg-type]  # checked by the caller
+    return app_secret
+
+
+def _as_timeout(
+    value: float | httpx.Timeout | None, field: str = "timeout"
+) -> httpx.Timeout | None:
+    if value is None:
+        return None
+    if isinstance(value, httpx.Timeout):
+        for limit in ("connect", "read", "write", "pool"):
+            seconds = getattr(value, limit)
+            if seconds is not None:
+                check_seconds(f"{field}.{limit}", seconds)
         return value
-    if not _is_number(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequestError(
-            "timeout", "must be a positive number or httpx.Timeout"
+            field, "must be a positive number of seconds or an httpx.Timeout"
         )
-    return httpx.Timeout(value, connect=min(value, DEFAULT_TIMEOUT.connect or value))
+    seconds = check_seconds(field, value)
+    return httpx.Timeout(
+        seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or seconds)
+    )
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _check_deadline(value: object) -> float:
+    return check_seconds("deadline", value)
 
 
-def _is_count(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+_LEDGER_METHODS = ("claim", "settle", "release", "get")
+
+
+def _check_components(
+    http_client: object,
+    retry: object,
+    ledger: object,
+    clock: object,
+    middleware: object,
+) -> None:
+    """Refuse a wrong-typed collaborator now, not on the first payout."""
+    if http_client is not None:
+        if not isinstance(http_client, httpx.AsyncClient):
+            raise InvalidRequestError(
+                "http_client",
+                f"must be an httpx.AsyncClient, not {type(http_client).__name__}",
+            )
+        # Its own timeout applies when no timeout= is given.
+        _as_timeout(http_client.timeout, "http_client.timeout")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidRequestError(
+            "retry", f"must be a RetryPolicy, not {type(retry).__name__}"
+        )
+    if ledger is not None and not all(
+        callable(getattr(ledger, name, None)) for name in _LEDGER_METHODS
+    ):
+        raise InvalidRequestError(
+            "ledger", "must implement the Ledger protocol (claim, settle, release, get)"
+        )
+    if not callable(clock):
+        raise InvalidRequestError("clock", "must be callable (epoch milliseconds)")
+    if isinstance(middleware, (str, bytes)) or not isinstance(middleware, Sequence):
+        raise InvalidRequestError("middleware", "must be a sequence of middleware")
+    if not all(callable(layer) for layer in middleware):
+        raise InvalidRequestError("middleware", "every middleware must be callable")
 
 
 class VexoraClient:
@@ -181,12 +288,23 @@ class VexoraClient:
     answer (default 1 MiB, counted after decompression; a gateway answer is
     under 2 KB). A bigger answer is an unknown outcome for a create and a
     :class:`~vexora_async.DecodingError` for a query.
+
+    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; the
+    client wraps a ``str`` before anything else, and a
+    ``Secret(os.environ[...])`` keeps the plain string out of every frame
+    that an error reporter records. Every option is checked here (seconds
+    over 0 and at most a day, ``max_retries`` 0 to 100,
+    ``max_connections`` 1 to 10,000, no NaN, infinity or bool; a
+    ``base_url`` with credentials, whitespace or control characters is
+    refused): a bad one raises :class:`~vexora_async.InvalidRequestError`
+    naming it. So are the per-call ``timeout``, ``max_retries`` and
+    ``deadline``, before anything is sent.
     """
 
     def __init__(
         self,
         merchant_no: str,
-        app_secret: str,
+        app_secret: str | Secret,
         base_url: str,
         *,
         http_client: httpx.AsyncClient | None = None,
@@ -205,30 +323,30 @@ class VexoraClient:
         | Sequence[Callable[[Event], object]]
         | None = None,
     ) -> None:
+        # First, before any other check can raise: from here on this frame
+        # holds only the masked wrapper (error reporters record frame locals).
+        app_secret = _as_secret(app_secret)
+        problem = _credential_problem(app_secret.value)
+        if problem is not None:
+            raise InvalidRequestError("app_secret", problem)
         self._merchant_no = _check_credential("merchant_no", merchant_no)
         self._hooks = as_hooks(on_event)
-        secret = Secret(_check_credential("app_secret", app_secret))
         self._base_url = _check_base_url(base_url)
-        if not _is_count(max_retries, 0):
-            raise InvalidRequestError("max_retries", "must be an int >= 0")
-        if not _is_count(max_connections, 1):
-            raise InvalidRequestError("max_connections", "must be an int >= 1")
-        if not _is_count(max_answer_bytes, 256) or max_answer_bytes > 2**30:
-            raise InvalidRequestError(
-                "max_answer_bytes", "must be an int from 256 to 2**30"
-            )
+        check_retries("max_retries", max_retries)
+        check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
+        check_count("max_answer_bytes", max_answer_bytes, 256, 2**30)
         if amount_format not in ("integer", "decimal2"):
             raise InvalidRequestError(
                 "amount_format", "must be 'integer' or 'decimal2'"
             )
-        if not _is_number(deadline) or deadline <= 0:
-            raise InvalidRequestError("deadline", "must be a positive number")
         if retry is not None and (max_retries != 2 or deadline != 60.0):  # noqa: PLR2004 - the defaults above
             # Silently preferring one would run calls for 60 s that the
             # caller meant to end in 5.
             raise InvalidRequestError(
                 "retry", "give max_retries and deadline inside the RetryPolicy"
             )
+        deadline = _check_deadline(deadline)
+        _check_components(http_client, retry, ledger, clock, middleware)
         self.retry_policy = retry or RetryPolicy(
             max_retries=max_retries, deadline=deadline
         )
@@ -261,7 +379,8 @@ class VexoraClient:
             headers = None
         self._send = Exchange(
             http=self._http,
-            secret=secret,
+            # Not bound to a name: no plain local holds the secret here.
+            secret=app_secret,
             clock=clock,
             codec=self._codec,
             # Parsed once: httpx parses a str URL on every request.
@@ -292,10 +411,11 @@ class VexoraClient:
         return self.retry_policy.max_retries
 
     def __repr__(self) -> str:
-        return (
-            f"VexoraClient(merchant_no={self._merchant_no!r}, "
-            f"base_url={self._base_url!r})"
-        )
+        # getattr: a half-built client (its __init__ raised) is shown too,
+        # by tracebacks that capture locals.
+        merchant_no = getattr(self, "_merchant_no", None)
+        base_url = getattr(self, "_base_url", None)
+        return f"VexoraClient(merchant_no={merchant_no!r}, base_url={base_url!r})"
 
     @property
     def base_url(self) -> str:
@@ -513,11 +633,13 @@ class VexoraClient:
         deadline: float | None = None,
         resolve: bool = False,
     ) -> T:
-        if max_retries is not None and not _is_count(max_retries, 0):
-            raise InvalidRequestError("max_retries", "must be an int >= 0")
-        if deadline is not None and (not _is_number(deadline) or deadline <= 0):
-            raise InvalidRequestError("deadline", "must be a positive number")
-        budget = self.retry_policy.deadline if deadline is None else deadline
+        if max_retries is not None:
+            check_retries("max_retries", max_retries)
+        budget = (
+            self.retry_policy.deadline
+            if deadline is None
+            else _check_deadline(deadline)
+        )
         call = Call(
             operation,
             params,

@@ -45,6 +45,13 @@ _WIRE_NAMES = {"platform_trade_no": "platFormTradeNo"}
 _RAW = "raw"
 _AMOUNT_SPECS = {"integer": ".0f", "decimal2": ".2f"}
 _RESULT_TYPES = (PayoutResult, PayoutStatus, DepositResult, DepositStatus, Balance)
+# Amounts in answers: up to 18 digits before the point and 18 after (as
+# callbacks), and no longer than this as text. No amount of money needs more.
+_MAX_AMOUNT_DIGITS = 18
+_AMOUNT_LIMIT = 10**_MAX_AMOUNT_DIGITS
+_MAX_AMOUNT_CHARS = 64
+# An epoch in milliseconds has 13 digits; int() of thousands is an error.
+_MAX_INT_DIGITS = 19
 
 
 def wire_name(field: str) -> str:
@@ -60,13 +67,29 @@ def _structure_decimal(value: object, _: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         msg = f"expected an amount, got {type(value).__name__}"
         raise TypeError(msg)
+    # Sizes first: "1e999999" parses in no time, but any arithmetic on it
+    # (int(), quantize, a database driver) works on a million digits.
+    if isinstance(value, str):
+        value = value.strip()
+        if len(value) > _MAX_AMOUNT_CHARS:
+            msg = f"not an amount: {len(value)} characters"
+            raise ValueError(msg)
+    elif isinstance(value, int) and abs(value) >= _AMOUNT_LIMIT:
+        msg = "the amount is out of range"
+        raise ValueError(msg)
     try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
+        amount = Decimal(value)
     except InvalidOperation:
         msg = f"not an amount: {value!r}"
         raise ValueError(msg) from None
     if not amount.is_finite():
         msg = f"not a finite amount: {value!r}"
+        raise ValueError(msg)
+    exponent = amount.as_tuple().exponent
+    if amount.adjusted() >= _MAX_AMOUNT_DIGITS or (
+        isinstance(exponent, int) and exponent < -_MAX_AMOUNT_DIGITS
+    ):
+        msg = "the amount is out of range"
         raise ValueError(msg)
     return amount
 
@@ -134,12 +157,10 @@ def make_converter(amount_format: AmountFormat = "integer") -> cattrs.Converter:
     for result_type in _RESULT_TYPES:
         conv.register_structure_hook(result_type, _result_hook(conv, result_type))
 
-    try:
-        amount_spec = _AMOUNT_SPECS[amount_format]
-    except KeyError:
-        raise InvalidRequestError(
-            "amount_format", "must be 'integer' or 'decimal2'"
-        ) from None
+    # A tuple's "in" compares with ==: a list or dict is refused, not hashed.
+    if amount_format not in tuple(_AMOUNT_SPECS):
+        raise InvalidRequestError("amount_format", "must be 'integer' or 'decimal2'")
+    amount_spec = _AMOUNT_SPECS[amount_format]
     conv.register_unstructure_hook(Decimal, lambda d: format(d, amount_spec))
     conv.register_unstructure_hook(BankCode, str)
     for request_type in (PayoutRequest, DepositRequest):
@@ -201,7 +222,12 @@ def _lenient_bool(value: object) -> bool | None:
 def _lenient_int(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit() and value.isascii():
+    if (
+        isinstance(value, str)
+        and len(value) <= _MAX_INT_DIGITS
+        and value.isdigit()
+        and value.isascii()
+    ):
         return int(value)
     return None
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._converter import WireCodec
     from ._middleware import Call
     from ._operations import Operation
+    from ._secret import Secret
     from .events import Trace
 
 
@@ -58,18 +59,6 @@ _NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.InvalidURL,
 )
-
-
-class Secret:
-    """Holds the app secret so that no repr, log or traceback shows it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 class Exchange:

@@ -19,6 +19,12 @@ from typing import Any, Protocol
 
 import attrs
 
+from ._validation import check_callable, check_count
+
+
+#: Far more than any process sends between restarts; about 0.7 KB each.
+MAX_LEDGER_ENTRIES = 100_000_000
+
 
 class EntryState(enum.Enum):
     """Where a tradeNo stands."""
@@ -117,9 +123,8 @@ class MemoryLedger:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_entries < 1:
-            msg = "max_entries must be >= 1"
-            raise ValueError(msg)
+        check_count("max_entries", max_entries, 1, MAX_LEDGER_ENTRIES)
+        check_callable("clock", clock)
         self.max_entries = max_entries
         self._clock = clock
         # Two maps so that eviction never walks past in-flight entries: a

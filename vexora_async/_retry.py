@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from . import _validation as v
 from ._operations import outcome_unknown
 from ._outcomes import (
     CallIdentity,
@@ -96,18 +97,28 @@ class RetryPolicy:
     whether it may send the request again.
     """
 
-    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    deadline: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-    backoff_initial: float = attrs.field(default=0.25, validator=attrs.validators.ge(0))
-    backoff_max: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
-    retry_after_max: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
-    reconcile: bool = True
-    resubmit: bool = True
-    verify_rejections: bool = True
-    max_reconcile_queries: int = attrs.field(
-        default=6, validator=attrs.validators.ge(1)
+    # Each check raises InvalidRequestError naming the field (NaN, infinity,
+    # a bool or more than a day of seconds included); see _validation.
+    max_retries: int = attrs.field(default=2, validator=v.validator(v.check_retries))
+    deadline: float = attrs.field(default=60.0, validator=v.validator(v.check_seconds))
+    backoff_initial: float = attrs.field(
+        default=0.25, validator=v.validator(v.check_delay)
     )
-    adopt_unchecked: bool = False
+    backoff_max: float = attrs.field(default=8.0, validator=v.validator(v.check_delay))
+    retry_after_max: float = attrs.field(
+        default=30.0, validator=v.validator(v.check_delay)
+    )
+    reconcile: bool = attrs.field(default=True, validator=v.validator(v.check_flag))
+    resubmit: bool = attrs.field(default=True, validator=v.validator(v.check_flag))
+    verify_rejections: bool = attrs.field(
+        default=True, validator=v.validator(v.check_flag)
+    )
+    max_reconcile_queries: int = attrs.field(
+        default=6, validator=v.validator(v.check_attempts)
+    )
+    adopt_unchecked: bool = attrs.field(
+        default=False, validator=v.validator(v.check_flag)
+    )
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Return the jittered backoff before retry number *attempt* + 1."""

@@ -21,6 +21,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._ledger import Claim, EntryState, LedgerEntry, may_take_over
+from ._validation import check_callable, check_delay, check_path
+from .exceptions import LedgerError
 
 
 if TYPE_CHECKING:
@@ -72,14 +74,21 @@ class SQLiteLedger:
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 30.0,
     ) -> None:
+        check_path("path", path)
+        check_callable("clock", clock)
+        check_delay("busy_timeout", busy_timeout)
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path,
-            timeout=busy_timeout,
-            isolation_level=None,  # we issue BEGIN ourselves
-            check_same_thread=False,
-        )
+        try:
+            self._db = sqlite3.connect(
+                path,
+                timeout=busy_timeout,
+                isolation_level=None,  # we issue BEGIN ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            msg = f"cannot open the SQLite ledger ({exc})"
+            raise LedgerError(msg) from exc
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)

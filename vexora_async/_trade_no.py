@@ -6,6 +6,9 @@ import itertools
 import secrets
 import time
 
+from ._validation import check_trade_no
+from .exceptions import InvalidRequestError
+
 
 _SPACE = 10**10
 # One random start per process, then a counter: unique within the process
@@ -20,8 +23,18 @@ def new_trade_no(prefix: str = "") -> str:
     Unique among all calls in one process. Store it with your payout
     *before* you send it: after a crash or an unknown outcome you must
     resend or query under the same tradeNo, never a new one. Prefer a
-    tradeNo derived from your own payout id when you have one.
+    tradeNo derived from your own payout id when you have one. *prefix*
+    (printable ASCII, at most 40 characters) is put in front; a prefix that
+    would make an invalid tradeNo raises
+    :class:`~vexora_async.InvalidRequestError`.
     """
+    if not isinstance(prefix, str):
+        raise InvalidRequestError(
+            "prefix", f"must be a str, not {type(prefix).__name__}"
+        )
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     # next() on itertools.count is atomic under the GIL.
-    return f"{prefix}{stamp}{next(_counter) % _SPACE:010d}"
+    trade_no = f"{prefix}{stamp}{next(_counter) % _SPACE:010d}"
+    # A prefix that makes an invalid tradeNo fails here, not at the payout.
+    check_trade_no("prefix", trade_no)
+    return trade_no
