@@ -29,6 +29,7 @@ from ._outcomes import (
     TransportFailure,
     interpret,
 )
+from ._secret import Secret as Secret  # noqa: PLC0414, TC001 - re-exported from here
 from ._signer import sign
 from .exceptions import ConnectError, InvalidRequestError
 
@@ -54,18 +55,6 @@ _NOT_SENT = (
     httpx.UnsupportedProtocol,
     httpx.InvalidURL,
 )
-
-
-class Secret:
-    """Holds the app secret so that no repr, log or traceback shows it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 class Exchange:
