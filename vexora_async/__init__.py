@@ -37,6 +37,7 @@ from ._receiver import (
     ReceiverResponse,
 )
 from ._retry import RetryPolicy
+from ._secret import Secret
 from ._signer import canonical_string, sign, verify
 from ._sqlite_ledger import SQLiteLedger
 from ._trade_no import new_trade_no
@@ -107,6 +108,7 @@ __all__ = [
     "RequestTimeout",
     "RetryPolicy",
     "SQLiteLedger",
+    "Secret",
     "SignatureError",
     "StaleNotification",
     "StatusKind",

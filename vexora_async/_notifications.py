@@ -240,8 +240,10 @@ def check_sign(fields: Mapping[str, Any], app_secret: str | Secret) -> None:
     received sign (missing, uppercase, wrong length) but never what the
     right sign would be.
     """
-    secret = as_secret(app_secret)
-    del app_secret
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     received = fields.get(SIGN_FIELD)
     if received is None or received == "":
         msg = "the notification has no sign"
@@ -437,8 +439,10 @@ def parse_notification(
     :class:`~vexora_async.NotificationTooLarge`) or
     :class:`~vexora_async.StaleNotification`.
     """
-    secret = as_secret(app_secret)
-    del app_secret  # from here on this frame holds only the masked wrapper
+    try:
+        secret = as_secret(app_secret)
+    finally:  # from here on this frame holds only the masked wrapper
+        del app_secret
     if kind not in {None, "payout", "deposit"}:
         raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
     try:
@@ -508,8 +512,10 @@ def describe(
     never be shown to whoever sent the body. Raises like
     :func:`decode_fields`.
     """
-    secret = as_secret(app_secret)
-    del app_secret
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     fields = decode_fields(body, max_bytes=max_bytes)
     return (
         canonical_string(fields),

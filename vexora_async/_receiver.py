@@ -242,8 +242,10 @@ class NotificationReceiver:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         max_body_reads: int = DEFAULT_MAX_BODY_READS,
     ) -> None:
-        self._app_secret = as_secret(app_secret)
-        del app_secret  # from here on only the masked wrapper
+        try:
+            self._app_secret = as_secret(app_secret)
+        finally:  # from here on only the masked wrapper
+            del app_secret
         if not callable(handler):
             raise InvalidRequestError("handler", "must be an async callable")
         if kind not in {None, "payout", "deposit"}:

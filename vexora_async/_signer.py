@@ -67,8 +67,10 @@ def sign(params: Mapping[str, object], app_secret: str | Secret) -> str:
     lists are left out, as the gateway does. *app_secret* is a ``str`` or a
     :class:`~vexora_async.Secret`.
     """
-    secret = as_secret(app_secret)
-    del app_secret  # this frame holds only the masked wrapper from here on
+    try:
+        secret = as_secret(app_secret)
+    finally:  # this frame holds only the masked wrapper from here on
+        del app_secret
     try:
         data = canonical_string(params).encode("utf-8")
     except UnicodeEncodeError:
@@ -91,8 +93,10 @@ def verify(
     the gateway documents lowercase, so an uppercase or padded sign is a
     different sign.
     """
-    secret = as_secret(app_secret)
-    del app_secret
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     if not isinstance(signature, str):
         return False
     try:
