@@ -527,3 +527,27 @@ async def test_never_ending_bodies_do_not_lock_out_real_callbacks(
         f"with {still_waiting} slow bodies still held; "
         f"slow bodies answered: {statuses.count(503)}x503, {statuses.count(408)}x408"
     )
+
+
+async def test_a_flood_is_logged_in_one_line_per_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Dozens of dropped requests log once, then once more with a count."""
+    caplog.set_level(logging.WARNING, logger="vexora_async.notifications")
+    receiver = NotificationReceiver(
+        SECRET, Handler(), body_timeout=30, max_body_reads=1
+    )
+    slow = [Connection(b"{") for _ in range(30)]
+    tasks = [serve(receiver, connection) for connection in slow]
+    await asyncio.sleep(0.01)
+    busy = [r.getMessage() for r in caplog.records if "busy:" in r.getMessage()]
+    assert len(busy) == 1
+    receiver._throttle.interval = 0.0
+    tasks.append(serve(receiver, Connection(b"{")))
+    await asyncio.sleep(0.01)
+    busy = [r.getMessage() for r in caplog.records if "busy:" in r.getMessage()]
+    assert len(busy) == 2
+    assert "(and 28 more like it" in busy[1]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -273,6 +273,7 @@ class NotificationReceiver:
         self._locks = _KeyedLocks()
         # The requests waiting for their body, oldest first.
         self._readers: OrderedDict[_Reader, None] = OrderedDict()
+        self._throttle = _Throttle()
 
     def __repr__(self) -> str:
         # Never the secret.
@@ -433,7 +434,7 @@ class NotificationReceiver:
             oldest = next(iter(self._readers))
             del self._readers[oldest]
             oldest.cancel()
-            _throttled_warning(
+            self._throttle.warning(
                 "busy: %s requests were waiting for their bodies; "
                 "dropped the one waiting longest (503)",
                 self.max_body_reads,
@@ -447,7 +448,7 @@ class NotificationReceiver:
             if not reader.done():
                 reader.cancel()
         if not done:
-            _throttled_warning(
+            self._throttle.warning(
                 "refused notification: the body did not arrive within %s s (408)",
                 self.body_timeout,
             )
@@ -499,9 +500,6 @@ class _Throttle:
         )
         template = msg + "%s"
         logger.warning(template, *args, suffix)
-
-
-_throttled_warning = _Throttle().warning
 
 
 def _seconds(field: str, value: object) -> float:
