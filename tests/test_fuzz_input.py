@@ -464,12 +464,6 @@ def test_fuzz_parse_notification_options(options: dict[str, Any]) -> None:
     attempt("parse_notification", parse)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_notification (_notifications.py, another helper's file) does "
-    "not call check_notification_options yet: add that one call, then drop "
-    "this marker",
-)
 @pytest.mark.parametrize(
     "options",
     [

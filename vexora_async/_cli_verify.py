@@ -22,6 +22,7 @@ from ._notifications import (
     describe,
     parse_notification,
 )
+from ._secret import Secret
 from ._signer import SIGN_FIELD
 from .exceptions import NotificationError
 
@@ -81,8 +82,9 @@ def _print(label: str, value: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify the saved body; print what was signed and the verdict."""
-    secret = os.environ.get(args.secret_env, "")
-    if not secret:
+    # Wrapped as it is read: no frame of ours holds it as a plain str.
+    secret = Secret(os.environ.get(args.secret_env, ""))
+    if not secret.value:
         # Name only the default: whoever typed the secret itself after
         # --secret-env must not see it echoed into a log or a screenshot.
         name = (

@@ -106,7 +106,7 @@ class Exchange:
             raise InvalidRequestError(None, "the client is closed; nothing was sent")
         fields: dict[str, str] = dict(call.params)
         fields["timestamp"] = str(self._clock())
-        fields["sign"] = sign(fields, self._secret.value)
+        fields["sign"] = sign(fields, self._secret)
         body = _json.dumps(fields)
         started = time.perf_counter()
         await self._acquire(call)
@@ -121,7 +121,7 @@ class Exchange:
             facts, cause = await self._exchange(request, call.deadline)
         finally:
             self.limiter.release()
-        redact = functools.partial(_redact, self._secret.value, call.params, fields)
+        redact = functools.partial(_redact, self._secret, call.params, fields)
         outcome = interpret(facts, _identity(call), self._codec, redact)
         self._log(call, facts, outcome, started)
         if call.trace is not None:
@@ -247,14 +247,14 @@ class Exchange:
 
 
 def _redact(
-    secret: str, params: Mapping[str, str], sent: Mapping[str, str], text: str
+    secret: Secret, params: Mapping[str, str], sent: Mapping[str, str], text: str
 ) -> str:
     """Clean text a gateway or a proxy sent back before it goes into an error.
 
     It may echo our request: the secret, the sign, the beneficiary's name
     and account must not reach the caller's logs through an error message.
     """
-    text = text.replace(secret, "<secret>")
+    text = text.replace(secret.value, "<secret>")
     signed = sent.get("sign")
     if signed:
         text = text.replace(signed, "<sign>")

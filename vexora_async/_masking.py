@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 
 _DIGIT_RUN = re.compile(r"\d{6,}")
@@ -21,3 +22,31 @@ def mask_name(value: str) -> str:
 def mask_digit_runs(text: str) -> str:
     """Mask every run of six or more digits in free text, keeping its tail."""
     return _DIGIT_RUN.sub(lambda m: mask_account(m.group()), text)
+
+
+#: Wire fields of a request that carry personal data, and their masks.
+_PERSONAL_FIELDS = {"bankNumber": mask_account, "name": mask_name}
+#: Never shown at all: a sign proves whatever it signs.
+_SIGN_FIELD = "sign"
+
+
+def mask_params(params: object) -> str:
+    """Render a request's wire fields for a repr: account and name masked.
+
+    ``bankNumber`` keeps its last four characters, ``name`` its first, and
+    a ``sign`` is replaced by ``'<hidden>'``. Anything that is not a
+    mapping is shown only by its type.
+    """
+    if not isinstance(params, Mapping):
+        return f"<{type(params).__name__}>"
+    shown = {}
+    for key, value in params.items():
+        if key == _SIGN_FIELD:
+            shown[key] = "<hidden>"
+        elif key in _PERSONAL_FIELDS and isinstance(value, str):
+            shown[key] = _PERSONAL_FIELDS[key](value)
+        elif key in _PERSONAL_FIELDS:
+            shown[key] = "<hidden>"
+        else:
+            shown[key] = value
+    return repr(shown)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import httpx
 
+from ._masking import mask_params
 from ._operations import Operation
 from .events import Trace
 
@@ -37,10 +38,14 @@ class Call:
     it must ask the gateway (status query) before it sends anything.
     *resolve* marks :meth:`~vexora_async.VexoraClient.resolve_payout`: it
     always asks first, whatever the retry policy.
+
+    Its ``repr`` (what logs, debuggers and error reporters show) masks the
+    account number (``bankNumber``) and the beneficiary's ``name`` in
+    *params*, as the SDK's logs do, and never shows a ``sign``.
     """
 
     operation: Operation
-    params: Mapping[str, str]
+    params: Mapping[str, str] = attrs.field(repr=mask_params)
     trade_no: str | None = None
     timeout: httpx.Timeout | None = None
     deadline: float | None = None

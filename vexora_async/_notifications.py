@@ -26,10 +26,13 @@ import attrs
 
 from ._json import unique_object
 from ._models import BankCode, TransactionStatus
+from ._secret import Secret, as_secret
 from ._signer import SIGN_FIELD, canonical_string, sign, verify
+from ._validation import check_notification_options
 from .exceptions import (
     InvalidRequestError,
     MalformedNotification,
+    NotificationError,
     NotificationTooLarge,
     SignatureError,
     StaleNotification,
@@ -231,19 +234,23 @@ def _plain(value: Any) -> Any:  # noqa: ANN401 - JSON values
 # -- the signature ----------------------------------------------------------
 
 
-def check_sign(fields: Mapping[str, Any], app_secret: str) -> None:
+def check_sign(fields: Mapping[str, Any], app_secret: str | Secret) -> None:
     """Raise :class:`~vexora_async.SignatureError` unless *fields* are signed.
 
     Constant-time over bytes. The message says what is wrong with the
     received sign (missing, uppercase, wrong length) but never what the
     right sign would be.
     """
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     received = fields.get(SIGN_FIELD)
     if received is None or received == "":
         msg = "the notification has no sign"
         raise SignatureError(msg)
     # A JSON number is a str to verify() here; the gateway sends a string.
-    if not isinstance(received, _JsonNumber) and verify(fields, app_secret, received):
+    if not isinstance(received, _JsonNumber) and verify(fields, secret, received):
         return
     raise SignatureError(f"the sign {_sign_problem(received)}")
 
@@ -394,7 +401,7 @@ def check_age(
 
 def parse_notification(
     body: bytes | bytearray | memoryview,
-    app_secret: str,
+    app_secret: str | Secret,
     *,
     kind: NotificationKind | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -422,18 +429,52 @@ def parse_notification(
     only, and says they *may* be present, so a pay-in callback without
     them reads as a payout.
 
+    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; this
+    function's frame holds only the masked wrapper. A refusal carries no
+    traceback below this function and no ``__cause__`` traceback: those
+    frames hold the body, which may carry an account number or a name, and
+    error reporters record frame locals.
+
     Raises :class:`~vexora_async.SignatureError`,
     :class:`~vexora_async.MalformedNotification` (and its
     :class:`~vexora_async.NotificationTooLarge`) or
     :class:`~vexora_async.StaleNotification`.
     """
-    secret: object = app_secret  # checked at run time: a wrong type is common
-    if not isinstance(secret, str) or not secret:
-        raise InvalidRequestError("app_secret", "must be a non-empty string")
-    if kind not in {None, "payout", "deposit"}:
-        raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+    try:
+        secret = as_secret(app_secret)
+    finally:  # from here on this frame holds only the masked wrapper
+        del app_secret
+    check_notification_options(kind=kind, max_bytes=max_bytes, max_age=max_age, now=now)
+    try:
+        return _parse(
+            body, secret, kind=kind, max_bytes=max_bytes, max_age=max_age, now=now
+        )
+    except NotificationError as exc:
+        refusal = exc
+    del body
+    # Drop the frames below (and the cause's): their locals hold the body.
+    raise _without_tracebacks(refusal)
+
+
+def _without_tracebacks(error: NotificationError) -> NotificationError:
+    link: BaseException | None = error
+    while link is not None:
+        link.with_traceback(None)
+        link = link.__cause__ or link.__context__
+    return error
+
+
+def _parse(
+    body: bytes | bytearray | memoryview,
+    secret: Secret,
+    *,
+    kind: NotificationKind | None,
+    max_bytes: int,
+    max_age: float | None,
+    now: float | None,
+) -> Notification:
     fields = decode_fields(body, max_bytes=max_bytes)
-    check_sign(fields, app_secret)
+    check_sign(fields, secret)
     _check_kind(fields, kind)
     common: dict[str, Any] = {
         "trade_no": _text(fields, "tradeNo", required=True),
@@ -461,7 +502,7 @@ def parse_notification(
 
 def describe(
     body: bytes | bytearray | memoryview,
-    app_secret: str,
+    app_secret: str | Secret,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[str, str, object]:
@@ -471,9 +512,13 @@ def describe(
     never be shown to whoever sent the body. Raises like
     :func:`decode_fields`.
     """
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     fields = decode_fields(body, max_bytes=max_bytes)
     return (
         canonical_string(fields),
-        sign(fields, app_secret),
+        sign(fields, secret),
         _plain(fields.get(SIGN_FIELD)),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -22,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from ._deadline import run_until
 from ._masking import mask_digit_runs
 from ._notifications import (
     DEFAULT_MAX_BYTES,
@@ -29,6 +31,7 @@ from ._notifications import (
     NotificationKind,
     parse_notification,
 )
+from ._secret import Secret, as_secret
 from .exceptions import InvalidRequestError, NotificationError, NotificationTooLarge
 
 
@@ -36,6 +39,18 @@ logger = logging.getLogger("vexora_async.notifications")
 
 #: Well under the gateway's 10 s, leaving room for the network both ways.
 DEFAULT_HANDLER_TIMEOUT = 5.0
+#: Seconds to receive a whole body. A callback is a few hundred bytes sent
+#: at once; together with the handler's 5 s this stays under the gateway's
+#: 10 s.
+DEFAULT_BODY_TIMEOUT = 3.0
+#: Requests that may wait for their body at once. A body that has fully
+#: arrived when the request reaches the receiver (a real callback's, as a
+#: rule) never waits, so it needs no slot.
+DEFAULT_MAX_BODY_READS = 100
+#: Far beyond any callback; a larger cap would defeat its purpose.
+MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024
+#: A day: any longer "timeout" is a unit mistake (milliseconds?).
+_MAX_SECONDS = 86_400.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -86,9 +101,7 @@ class MemoryNotificationStore:
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise InvalidRequestError("max_entries", "must be at least 1")
-        self._max_entries = max_entries
+        self._max_entries = _count("max_entries", max_entries)
         self._keys: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
@@ -131,6 +144,11 @@ class ReceiverResponse:
 
 
 _ACK = ReceiverResponse(200, "OK")
+_CLOSE = ("connection", "close")
+# Both close the connection: its file descriptor is what a flood of slow
+# bodies exhausts.
+_BODY_TIMEOUT = ReceiverResponse(408, "body not received in time", (_CLOSE,))
+_BUSY = ReceiverResponse(503, "too many slow requests", (_CLOSE,))
 _HANDLER_FAILED = ReceiverResponse(500, "handler failed")
 _RECEIVER_FAILED = ReceiverResponse(500, "receiver failed")
 _HANDLER_TIMEOUT = ReceiverResponse(503, "handler timed out")
@@ -146,6 +164,9 @@ def _refusal(exc: NotificationError) -> ReceiverResponse:
     # A short fixed reason: the sender learns nothing about the secret or
     # the expected sign.
     return ReceiverResponse(exc.http_status, _REASONS.get(exc.http_status, "refused"))
+
+
+_Reader = asyncio.Task[bytes | ReceiverResponse | None]
 
 
 class _KeyedLocks:
@@ -177,17 +198,22 @@ class _KeyedLocks:
 class NotificationReceiver:
     """An ASGI app that verifies callbacks and acknowledges them correctly.
 
-    For each POST it reads the body (at most *max_body_bytes*), verifies it
-    with :func:`~vexora_async.parse_notification` (with *kind* and
-    *max_age*), and awaits ``handler(notification, already_handled=...)``.
+    For each POST it reads the body (at most *max_body_bytes*, within
+    *body_timeout* seconds), verifies it with
+    :func:`~vexora_async.parse_notification` (with *kind* and *max_age*),
+    and awaits ``handler(notification, already_handled=...)``.
     *already_handled* is true when *store* says this (kind, tradeNo,
     status) was handled before; deliveries of the same one never run the
     handler concurrently.
 
     It answers 200 ``OK`` when the handler returned; 400, 403 or 413 for a
-    refused body; 500 when the handler raised and 503 when it took longer
-    than *handler_timeout* seconds (it is then cancelled). The gateway
-    delivers again after any answer but ``OK``.
+    refused body; 408 when the body did not arrive within *body_timeout*;
+    503 to the request that has waited longest for its body when
+    *max_body_reads* requests are waiting and another one comes in (both
+    close the connection); 500 when the handler raised (anything but a
+    cancellation, ``SystemExit`` and ``KeyboardInterrupt`` included) and
+    503 when it took longer than *handler_timeout* seconds (it is then
+    cancelled). The gateway delivers again after any answer but ``OK``.
 
     Keep the handler fast: record the fact durably (one database write)
     and leave slow work to a background task; see "Receiving callbacks".
@@ -195,11 +221,16 @@ class NotificationReceiver:
     *max_age* (seconds, off by default) refuses notifications whose
     ``timestamp`` is older: the gateway retries for 24 hours, so a shorter
     limit refuses its legitimate retries.
+
+    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; the
+    receiver keeps only the masked wrapper. An option of the wrong type or
+    value raises :class:`~vexora_async.InvalidRequestError` whose ``field``
+    names it.
     """
 
     def __init__(
         self,
-        app_secret: str,
+        app_secret: str | Secret,
         handler: Handler,
         *,
         kind: NotificationKind | None = None,
@@ -208,38 +239,55 @@ class NotificationReceiver:
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
         max_age: float | None = None,
         clock: Callable[[], float] = time.time,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        max_body_reads: int = DEFAULT_MAX_BODY_READS,
     ) -> None:
-        secret: object = app_secret  # checked at run time: a wrong type is common
-        if not isinstance(secret, str) or not secret:
-            raise InvalidRequestError("app_secret", "must be a non-empty string")
+        try:
+            self._app_secret = as_secret(app_secret)
+        finally:  # from here on only the masked wrapper
+            del app_secret
         if not callable(handler):
             raise InvalidRequestError("handler", "must be an async callable")
         if kind not in {None, "payout", "deposit"}:
             raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
-        if max_body_bytes < 1:
-            raise InvalidRequestError("max_body_bytes", "must be positive")
-        if not handler_timeout > 0:
-            raise InvalidRequestError("handler_timeout", "must be positive")
-        if max_age is not None and not max_age > 0:
-            raise InvalidRequestError("max_age", "must be positive or None")
-        self._app_secret = secret
+        if store is not None and not isinstance(store, NotificationStore):
+            raise InvalidRequestError(
+                "store",
+                "must have async was_handled(key) and mark_handled(key) methods",
+            )
+        if not callable(clock):
+            raise InvalidRequestError("clock", "must be a callable returning seconds")
         self._handler = handler
         self.kind = kind
         self.store: NotificationStore = (
             MemoryNotificationStore() if store is None else store
         )
-        self.max_body_bytes = max_body_bytes
-        self.handler_timeout = handler_timeout
-        self.max_age = max_age
+        self.max_body_bytes = _count(
+            "max_body_bytes", max_body_bytes, maximum=MAX_BODY_BYTES_LIMIT
+        )
+        self.handler_timeout = _seconds("handler_timeout", handler_timeout)
+        self.max_age = None if max_age is None else _seconds("max_age", max_age)
+        self.body_timeout = _seconds("body_timeout", body_timeout)
+        self.max_body_reads = _count("max_body_reads", max_body_reads)
         self._clock = clock
         self._locks = _KeyedLocks()
+        # The requests waiting for their body, oldest first.
+        self._readers: OrderedDict[_Reader, None] = OrderedDict()
+        self._throttle = _Throttle()
 
     def __repr__(self) -> str:
         # Never the secret.
         return (
             f"NotificationReceiver(handler={self._handler!r}, kind={self.kind!r}, "
-            f"store={self.store!r}, handler_timeout={self.handler_timeout!r})"
+            f"store={self.store!r}, handler_timeout={self.handler_timeout!r}, "
+            f"body_timeout={self.body_timeout!r}, "
+            f"max_body_reads={self.max_body_reads!r})"
         )
+
+    @property
+    def body_reads_in_flight(self) -> int:
+        """Requests waiting for their body now (at most :attr:`max_body_reads`)."""
+        return len(self._readers)
 
     # -- framework-neutral core ----------------------------------------------
 
@@ -247,9 +295,10 @@ class NotificationReceiver:
         """Verify *body*, run the handler and return what to answer.
 
         The entry point for frameworks that are not ASGI (aiohttp): read
-        the body with a size cap of :attr:`max_body_bytes`, call this, and
-        send back the returned status, body and content type. Never
-        raises, except for cancellation.
+        the body with a size cap of :attr:`max_body_bytes` and a time limit
+        of :attr:`body_timeout`, call this, and send back the returned
+        status, body and content type. Never raises, except for
+        cancellation.
         """
         try:
             notification = parse_notification(
@@ -267,11 +316,12 @@ class NotificationReceiver:
                 mask_digit_runs(exc.message),
             )
             return _refusal(exc)
+        when = asyncio.get_running_loop().time() + self.handler_timeout
         try:
-            return await asyncio.wait_for(
-                self._process(notification), self.handler_timeout
-            )
-        except asyncio.TimeoutError:
+            # Not asyncio.wait_for: before 3.12 it can swallow a
+            # cancellation of ours (a server shutting down).
+            return await run_until(self._process(notification), when)
+        except TimeoutError:
             logger.error(  # noqa: TRY400 - the traceback of a timeout says nothing
                 "handler timed out after %s s: kind=%s trade_no=%s status=%s",
                 self.handler_timeout,
@@ -287,7 +337,9 @@ class NotificationReceiver:
             try:
                 already_handled = await self.store.was_handled(key)
             # A store is user code: whatever it raises, no OK goes out.
-            except Exception:
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
                 logger.exception("notification store failed to look up %s", key)
                 return _RECEIVER_FAILED
             logger.info(
@@ -301,9 +353,12 @@ class NotificationReceiver:
             )
             try:
                 await self._handler(notification, already_handled=already_handled)
-            # The handler is user code: whatever it raises, the gateway must
-            # deliver again, and the server must not crash.
-            except Exception:
+            # The handler is user code: whatever it raises (SystemExit and
+            # KeyboardInterrupt too), the gateway must deliver again and the
+            # server must keep serving. Only a cancellation goes through.
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
                 logger.exception(
                     "handler failed: kind=%s trade_no=%s status=%s",
                     notification.kind,
@@ -320,7 +375,9 @@ class NotificationReceiver:
             await self.store.mark_handled(key)
         # The handler succeeded: acknowledging is right. The next delivery
         # (if any) reads as new, which an idempotent handler shrugs off.
-        except Exception:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
             logger.exception("notification store failed to mark %s", key)
 
     # -- ASGI --------------------------------------------------------------
@@ -345,25 +402,62 @@ class NotificationReceiver:
             return
         await _send(send, await self.respond(body))
 
-    async def _read_body(
-        self, scope: Scope, receive: Receive
-    ) -> bytes | ReceiverResponse | None:
-        too_large = _refusal(
-            NotificationTooLarge(f"the body is over {self.max_body_bytes} bytes")
-        )
+    def _declared_too_large(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
             if name.lower() == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    break
+                    return False
                 if declared > self.max_body_bytes:
                     logger.warning(
                         "refused notification: Content-Length %s is over %s bytes",
                         declared,
                         self.max_body_bytes,
                     )
-                    return too_large
+                    return True
+                return False
+        return False
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive
+    ) -> bytes | ReceiverResponse | None:
+        if self._declared_too_large(scope):
+            return self._too_large()
+        reader = asyncio.get_running_loop().create_task(self._collect(receive))
+        if len(self._readers) >= self.max_body_reads:
+            # Make room by dropping the request that has waited longest: a
+            # real callback's body follows its headers within milliseconds,
+            # so only a flood faster than that could push it out, whereas
+            # refusing newcomers would let a few slow bodies, renewed as
+            # they time out, keep every real callback out.
+            oldest = next(iter(self._readers))
+            del self._readers[oldest]
+            oldest.cancel()
+            self._throttle.warning(
+                "busy: %s requests were waiting for their bodies; "
+                "dropped the one waiting longest (503)",
+                self.max_body_reads,
+            )
+        self._readers[reader] = None
+        try:
+            # asyncio.wait, unlike wait_for, never swallows our cancellation.
+            done, _ = await asyncio.wait({reader}, timeout=self.body_timeout)
+        finally:
+            self._readers.pop(reader, None)
+            if not reader.done():
+                reader.cancel()
+        if not done:
+            self._throttle.warning(
+                "refused notification: the body did not arrive within %s s (408)",
+                self.body_timeout,
+            )
+            return _BODY_TIMEOUT
+        if reader.cancelled():  # dropped to make room for a newer request
+            return _BUSY
+        return reader.result()
+
+    async def _collect(self, receive: Receive) -> bytes | ReceiverResponse | None:
         body = bytearray()
         while True:
             message = await receive()
@@ -376,9 +470,60 @@ class NotificationReceiver:
                 logger.warning(
                     "refused notification: body over %s bytes", self.max_body_bytes
                 )
-                return too_large
+                return self._too_large()
             if not message.get("more_body", False):
                 return bytes(body)
+
+    def _too_large(self) -> ReceiverResponse:
+        return _refusal(
+            NotificationTooLarge(f"the body is over {self.max_body_bytes} bytes")
+        )
+
+
+class _Throttle:
+    """Log a flood's warnings at most once per *interval* seconds."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.skipped: dict[str, int] = {}
+
+    def warning(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.last.get(msg, -math.inf) < self.interval:
+            self.skipped[msg] = self.skipped.get(msg, 0) + 1
+            return
+        skipped = self.skipped.pop(msg, 0)
+        self.last[msg] = now
+        suffix = (
+            f" (and {skipped} more like it since the last report)" if skipped else ""
+        )
+        template = msg + "%s"
+        logger.warning(template, *args, suffix)
+
+
+def _seconds(field: str, value: object) -> float:
+    """Check a duration option: a finite number of seconds, over 0, at most a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(
+            field, f"must be a number of seconds, not {type(value).__name__}"
+        )
+    if not 0 < value <= _MAX_SECONDS:  # NaN fails both
+        raise InvalidRequestError(
+            field, f"must be over 0 and at most {_MAX_SECONDS:.0f} seconds"
+        )
+    return float(value)
+
+
+def _count(field: str, value: object, *, maximum: int | None = None) -> int:
+    """Check a count option: an int of at least 1 (and at most *maximum*)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(field, f"must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise InvalidRequestError(field, "must be at least 1")
+    if maximum is not None and value > maximum:
+        raise InvalidRequestError(field, f"must be at most {maximum}")
+    return value
 
 
 async def _send(send: Send, response: ReceiverResponse) -> None:

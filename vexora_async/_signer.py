@@ -13,11 +13,14 @@ import hmac
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ._secret import as_secret
 from .exceptions import InvalidRequestError
 
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from ._secret import Secret
 
 
 SIGN_FIELD = "sign"
@@ -56,35 +59,48 @@ def canonical_string(params: Mapping[str, object]) -> str:
     return "".join(parts)
 
 
-def sign(params: Mapping[str, object], app_secret: str) -> str:
+def sign(params: Mapping[str, object], app_secret: str | Secret) -> str:
     """Compute the ``sign`` of a request or callback body.
 
     *params* is the flat body; an existing ``sign`` key is ignored. Values
     may be strings, ints, Decimals or bools; ``None``, ``""``, dicts and
-    lists are left out, as the gateway does.
+    lists are left out, as the gateway does. *app_secret* is a ``str`` or a
+    :class:`~vexora_async.Secret`.
     """
-    payload = canonical_string(params) + app_secret
     try:
-        data = payload.encode("utf-8")
+        secret = as_secret(app_secret)
+    finally:  # this frame holds only the masked wrapper from here on
+        del app_secret
+    try:
+        data = canonical_string(params).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequestError(
             None, "a value to sign is not valid Unicode (a lone surrogate)"
         ) from None
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    # Fed in two parts (MD5 of the concatenation), so that no local
+    # variable ever holds the secret in clear.
+    digest = hashlib.md5(data, usedforsecurity=False)
+    digest.update(secret.value.encode("utf-8"))
+    return digest.hexdigest()
 
 
-def verify(params: Mapping[str, object], app_secret: str, signature: object) -> bool:
+def verify(
+    params: Mapping[str, object], app_secret: str | Secret, signature: object
+) -> bool:
     """Tell whether *signature* is the valid ``sign`` of *params*.
 
     Constant-time over bytes. Only the exact lowercase hex digest is valid:
     the gateway documents lowercase, so an uppercase or padded sign is a
     different sign.
     """
+    try:
+        secret = as_secret(app_secret)
+    finally:
+        del app_secret
     if not isinstance(signature, str):
         return False
-    expected = sign(params, app_secret).encode("ascii")
     try:
         received = signature.encode("ascii")
     except UnicodeEncodeError:
         return False
-    return hmac.compare_digest(expected, received)
+    return hmac.compare_digest(sign(params, secret).encode("ascii"), received)

@@ -35,11 +35,18 @@ never resend it under a new one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:
     from decimal import Decimal
+
+
+def _rebuild(cls: type[VexoraError], args: tuple[Any, ...]) -> VexoraError:
+    """Recreate an error for :mod:`pickle` without calling its ``__init__``."""
+    # __init__ signatures differ per class (keyword-only, required); the
+    # attributes come back through __setstate__ from the instance __dict__.
+    return cls.__new__(cls, *args)
 
 
 class VexoraError(Exception):
@@ -47,6 +54,11 @@ class VexoraError(Exception):
 
     Carries the identity of the request it belongs to, where there is one:
     *operation* (such as ``"create_payout"``) and *trade_no*.
+
+    Every error pickles with its attributes, so it crosses process
+    boundaries (``concurrent.futures.ProcessPoolExecutor``, task queues)
+    as itself. The cause and the traceback are not pickled, as with any
+    exception.
     """
 
     operation: str | None
@@ -74,6 +86,10 @@ class VexoraError(Exception):
             if value is not None
         ]
         return f"{self.message} ({', '.join(where)})" if where else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default (cls(*args)) cannot call our keyword-only __init__s.
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
 
 
 class InvalidRequestError(VexoraError, ValueError):

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from vexora_async._deadline import run_until
+
 from ._gateway import FakeGateway
 
 
@@ -192,9 +194,12 @@ class SandboxApp:
                 self._deliveries.add(task)
                 task.add_done_callback(self._deliveries.discard)
             due = gateway.next_due()
-            wait = None if due is None else max(0.0, due - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), wait)
+            loop = asyncio.get_running_loop()
+            when = None if due is None else loop.time() + (due - time.monotonic())
+            # Not asyncio.wait_for: before 3.12 it can return the wake-up
+            # and swallow the cancellation of aclose(), which then hangs.
+            with contextlib.suppress(TimeoutError):
+                await run_until(wake.wait(), when)
 
     async def _deliver(
         self, delivery: CallbackDelivery, limit: asyncio.Semaphore
@@ -302,8 +307,12 @@ async def _drop(scope: Scope, receive: Receive, send: Send) -> None:
     drop = (scope.get("extensions") or {}).get(DROP_EXTENSION)
     if drop is not None and drop():
         # Wait for the server to notice, so that it does not answer a 500.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(receive(), 1.0)
+
+        async def noticed() -> Message:
+            return await receive()
+
+        with contextlib.suppress(TimeoutError):
+            await run_until(noticed(), asyncio.get_running_loop().time() + 1.0)
         return
     # In process (httpx.ASGITransport) there is no socket: raising what
     # httpx raises for a dropped connection reaches the client unchanged.
