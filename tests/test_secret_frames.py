@@ -263,12 +263,6 @@ async def test_client_call_traceback_holds_no_secret() -> None:
     assert "'bankNumber': '****9012'" in text
 
 
-@pytest.mark.xfail(
-    reason="the wire body and params dict sit in locals of _client._call and "
-    "_exchange.Exchange.__call__ (and httpx's frames in the cause): the lead's "
-    "part of issue 10",
-    strict=True,
-)
 async def test_client_call_traceback_holds_no_personal_data() -> None:
     """The same traceback shows neither the full account nor the name."""
     text = await _unknown_payout_traceback()

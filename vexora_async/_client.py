@@ -19,7 +19,7 @@ from ._converter import AmountFormat, WireCodec
 from ._exchange import Exchange
 from ._idempotency import IdempotencyMiddleware
 from ._ledger import Ledger, MemoryLedger
-from ._masking import mask_account, mask_name
+from ._masking import Params, mask_account, mask_name
 from ._middleware import Call, Middleware, build_chain
 from ._models import (
     Balance,
@@ -489,7 +489,7 @@ class VexoraClient:
             )
         return await self._call(
             Operation.CREATE_PAYOUT,
-            self._codec.encode(request),
+            Params(self._codec.encode(request)),
             request.trade_no,
             PayoutResult,
             timeout=timeout,
@@ -527,7 +527,7 @@ class VexoraClient:
             raise InvalidRequestError(None, "resolve_payout takes a PayoutRequest")
         return await self._call(
             Operation.CREATE_PAYOUT,
-            self._codec.encode(request),
+            Params(self._codec.encode(request)),
             request.trade_no,
             PayoutResult,
             timeout=timeout,
@@ -591,7 +591,7 @@ class VexoraClient:
             raise InvalidRequestError(None, "create_deposit takes a DepositRequest")
         return await self._call(
             Operation.CREATE_DEPOSIT,
-            self._codec.encode(request),
+            Params(self._codec.encode(request)),
             request.trade_no,
             DepositResult,
             timeout=timeout,

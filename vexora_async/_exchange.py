@@ -21,7 +21,7 @@ import httpx
 from . import _json
 from ._body import DEFAULT_MAX_ANSWER_BYTES, capped, read_capped
 from ._deadline import run_until
-from ._masking import mask_digit_runs, mask_name
+from ._masking import Params, mask_digit_runs, mask_name
 from ._outcomes import (
     CallIdentity,
     Executed,
@@ -104,17 +104,17 @@ class Exchange:
         """
         if self.closed or self._http.is_closed:
             raise InvalidRequestError(None, "the client is closed; nothing was sent")
-        fields: dict[str, str] = dict(call.params)
+        # Params: its repr masks the account and name in recorded locals.
+        fields: dict[str, str] = Params(call.params)
         fields["timestamp"] = str(self._clock())
         fields["sign"] = sign(fields, self._secret)
-        body = _json.dumps(fields)
         started = time.perf_counter()
         await self._acquire(call)
         try:
             request = self._http.build_request(
                 "POST",
                 self._urls[call.operation],
-                content=body,
+                content=_json.dumps(fields),
                 headers=self._headers,
                 timeout=self._attempt_timeout(call),
             )

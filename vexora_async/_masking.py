@@ -50,3 +50,16 @@ def mask_params(params: object) -> str:
         else:
             shown[key] = value
     return repr(shown)
+
+
+class Params(dict):  # type: ignore[type-arg]  # str to str, as the wire has it
+    """A request's wire fields whose ``repr`` masks the account and name.
+
+    Error reporters record frame locals by their ``repr``: the dicts that
+    carry a payout through the SDK show ``****9012`` and ``K***`` there.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return mask_params(self)
