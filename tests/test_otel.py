@@ -8,6 +8,7 @@ children of the call's span, also with thousands of calls running at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
@@ -29,7 +30,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.trace import SpanKind, StatusCode
 from vexora_async import RetryPolicy, VexoraClient
-from vexora_async.events import CallbackHandled, Event
+from vexora_async.events import (
+    CallbackHandled,
+    CallFinished,
+    CallOutcome,
+    CallStarted,
+    Event,
+)
 from vexora_async.otel import OpenTelemetryHook
 
 from conftest import (
@@ -473,8 +480,6 @@ async def test_a_failing_hook_changes_nothing(
 
 def test_an_end_without_a_start_is_ignored(telemetry: Telemetry) -> None:
     """A CallFinished this hook never saw start only counts in the metrics."""
-    from vexora_async.events import CallFinished, CallOutcome  # noqa: PLC0415
-
     hook = telemetry.hook()
     hook(
         CallFinished(
@@ -572,3 +577,60 @@ async def test_without_an_sdk_it_is_a_no_op(router: respx.MockRouter) -> None:
         result = await client.create_payout(make_payout())
     assert result.trade_no == "VX20260331004567"
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def _started(trade_no: str, operation: str = "create_payout") -> CallStarted:
+    return CallStarted(operation=operation, trade_no=trade_no, merchant_no=MERCHANT_NO)
+
+
+def _finished(trade_no: str, operation: str = "create_payout") -> CallFinished:
+    return CallFinished(
+        operation=operation,
+        trade_no=trade_no,
+        merchant_no=MERCHANT_NO,
+        outcome=CallOutcome.ACCEPTED,
+        attempts=1,
+        reconciled=False,
+        from_ledger=False,
+        elapsed=0.01,
+    )
+
+
+def test_a_call_within_a_call_is_its_child(telemetry: Telemetry) -> None:
+    """A call made inside another (a middleware's query): a nested span."""
+    hook = telemetry.hook()
+    hook(_started("VX1"))
+    hook(_started("VX1", "get_payout"))
+    hook(_finished("VX1", "get_payout"))
+    hook(_finished("VX1"))
+    inner, outer = telemetry.finished()
+    assert inner.parent is not None
+    assert inner.parent.span_id == outer.context.span_id
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_an_inner_call_that_never_ends_does_not_stick(telemetry: Telemetry) -> None:
+    """The outer call's end unwinds whatever was left above it."""
+    hook = telemetry.hook()
+    hook(_started("VX1"))
+    hook(_started("VX2", "get_payout"))
+    hook(_finished("VX1"))
+    (outer,) = telemetry.finished()
+    assert outer.name == "vexora.create_payout"
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_an_end_in_another_context_still_ends_the_span(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started in one context, finished in a copy: the span ends all the same."""
+    hook = telemetry.hook()
+    started = contextvars.copy_context()
+    started.run(hook, _started("VX1"))
+    finished = started.copy()
+    with caplog.at_level(logging.WARNING):
+        finished.run(hook, _finished("VX1"))
+    assert not caplog.records
+    (span,) = telemetry.finished()
+    assert span.end_time is not None
+    assert not finished.run(trace.get_current_span).get_span_context().is_valid

@@ -80,6 +80,7 @@ class _OpenCall:
     """One call's span, while it runs, and how to make it current no more."""
 
     __slots__ = (
+        "context_before",
         "context_token",
         "operation",
         "parent",
@@ -99,6 +100,7 @@ class _OpenCall:
         self.operation = operation
         self.trade_no = trade_no
         self.parent = parent
+        self.context_before = otel_context.Context()
         self.context_token: contextvars.Token[otel_context.Context] | None = None
         self.var_token: contextvars.Token[_OpenCall | None] | None = None
 
@@ -217,6 +219,7 @@ class OpenTelemetryHook:
             f"vexora.{event.operation}", kind=SpanKind.INTERNAL, attributes=attributes
         )
         call = _OpenCall(span, event.operation, event.trade_no, self._open.get())
+        call.context_before = otel_context.get_current()
         # Current in this task until the call ends: HTTP client spans made
         # below (httpx's instrumentation) become this span's children.
         call.context_token = otel_context.attach(trace.set_span_in_context(span))
@@ -249,8 +252,11 @@ class OpenTelemetryHook:
             if call.var_token is not None:
                 self._open.reset(call.var_token)
         except (ValueError, RuntimeError):
-            # Ended in another context than it started in: just unlink it.
+            # Ended in another context than it started in, whose tokens do
+            # not apply here: make what was current before the call current.
             self._open.set(call.parent)
+            otel_context.attach(call.context_before)
+            return
         if call.context_token is not None:
             otel_context.detach(call.context_token)
 
