@@ -36,6 +36,8 @@ from vexora_async.events import (
     CallOutcome,
     CallStarted,
     Event,
+    LimiterWait,
+    Resubmitted,
 )
 from vexora_async.otel import OpenTelemetryHook
 
@@ -634,3 +636,22 @@ def test_an_end_in_another_context_still_ends_the_span(
     (span,) = telemetry.finished()
     assert span.end_time is not None
     assert not finished.run(trace.get_current_span).get_span_context().is_valid
+
+
+def test_queueing_and_resubmission_are_span_events(telemetry: Telemetry) -> None:
+    """LimiterWait and Resubmitted: span events and the wait histogram."""
+    hook = telemetry.hook()
+    hook(_started("VX1"))
+    hook(LimiterWait(operation="create_payout", trade_no="VX1", waited=0.25))
+    hook(Resubmitted(operation="create_payout", trade_no="VX1"))
+    hook(_finished("VX1"))
+    # After its end, a late event (a ledger write finishing) is not added.
+    hook(Resubmitted(operation="create_payout", trade_no="VX1"))
+    (span,) = telemetry.finished()
+    assert [e.name for e in span.events] == [
+        "vexora.limiter.wait",
+        "vexora.resubmitted",
+    ]
+    ((attributes, wait),) = telemetry.points()["vexora.client.limiter.wait"]
+    assert attributes == {}
+    assert (wait.count, wait.sum) == (1, 0.25)

@@ -205,3 +205,17 @@ def test_a_gateway_code_never_becomes_a_label_of_its_own() -> None:
     labels = {"operation": "create_payout", "http_status": "200"}
     assert value(found, name, **labels, gateway_code="other") == 2
     assert value(found, name, **labels, gateway_code="5000") == 1
+
+
+def test_limiter_waits_are_observed() -> None:
+    """LimiterWait: the vexora_limiter_wait_seconds histogram."""
+    from vexora_async.events import LimiterWait  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    PrometheusHook(registry)(
+        LimiterWait(operation="create_payout", trade_no="VX1", waited=0.02)
+    )
+    found = samples(registry)
+    assert value(found, "vexora_limiter_wait_seconds_count") == 1
+    assert value(found, "vexora_limiter_wait_seconds_bucket", le="0.05") == 1
+    assert value(found, "vexora_limiter_wait_seconds_bucket", le="0.01") == 0
