@@ -71,7 +71,10 @@ def bench(session: nox.Session) -> None:
     """
     session.install(
         "-e",
-        ".[aiohttp,orjson,sandbox]",
+        ".[aiohttp,orjson,sandbox,otel,prometheus]",
+        # The cost of the observability adapters with OpenTelemetry's SDK.
+        "opentelemetry-sdk",
+        "opentelemetry-instrumentation-httpx",
         "uvloop",
         "httptools",
         "matplotlib",

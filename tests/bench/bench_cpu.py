@@ -5,7 +5,9 @@ Each step of a payout's path is timed alone (the best of several rounds of
 many calls, so that a noisy neighbour inflates nothing), then the whole
 ``create_payout`` and a raw ``httpx.AsyncClient.post`` over the same
 in-memory transport: their difference is what the SDK adds to httpx.
-It also times the JSON codecs on the SDK's own bodies (stdlib ``json``
+It times a whole call with no ``on_event`` hook and with each observability
+adapter (OpenTelemetry's API alone, its SDK configured, Prometheus). It also
+times the JSON codecs on the SDK's own bodies (stdlib ``json``
 against ``orjson``, when installed), to tell whether a fast codec would pay.
 """
 
@@ -33,7 +35,9 @@ from vexora_async._idempotency import fingerprint
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
+
+    Hooks = Callable[[Any], object] | Sequence[Callable[[Any], object]]
 
 
 SECRET = "app-secret-0001"
@@ -153,27 +157,12 @@ def codec_steps(calls: int) -> dict[str, float]:
 
 async def whole_calls(calls: int) -> dict[str, float]:
     """Time a whole create_payout and a raw post over an in-memory transport."""
-    answers: dict[str, bytes] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        trade_no = json.loads(request.content).get("tradeNo", "VX1")
-        content = answers.get(trade_no) or _answer(trade_no)
-        return httpx.Response(200, content=content)
-
-    transport = httpx.MockTransport(handler)
-    counter = iter(range(10**12))
-    async with (
-        httpx.AsyncClient(transport=transport) as http,
-        VexoraClient("1000000001", SECRET, BASE_URL, http_client=http) as client,
-    ):
-
-        async def sdk_call() -> object:
-            request = PayoutRequest(**_fields(f"VXCPU{next(counter):012d}"))
-            return await client.create_payout(request)
-
+    transport = httpx.MockTransport(_handler)
+    async with httpx.AsyncClient(transport=transport) as http:
         # The same bytes and headers the SDK sends, to the same URL.
+        codec = WireCodec.create()
         body = json.dumps(
-            {**client._codec.encode(PayoutRequest(**_fields("VX1"))), "sign": "0" * 32}
+            {**codec.encode(PayoutRequest(**_fields("VX1"))), "sign": "0" * 32}
         ).encode()
         url = BASE_URL + "/v1/vexora/disbursements"
         headers = {"Content-Type": "application/json", "merchantNo": "1000000001"}
@@ -183,13 +172,189 @@ async def whole_calls(calls: int) -> dict[str, float]:
             return response.content
 
         return {
-            "whole create_payout (validate to result)": await best_us_async(
-                sdk_call, calls
-            ),
+            "whole create_payout (validate to result)": await sdk_us(calls),
             "raw httpx post, same bytes, same transport": await best_us_async(
                 raw_call, calls
             ),
         }
+
+
+def _handler(request: httpx.Request) -> httpx.Response:
+    trade_no = json.loads(request.content).get("tradeNo", "VX1")
+    return httpx.Response(200, content=_answer(trade_no))
+
+
+async def sdk_us(
+    calls: int,
+    on_event: Hooks = (),
+) -> float:
+    """Microseconds per whole create_payout, with *on_event* hooks."""
+    return (await interleaved(calls, {"": (on_event, None)}))[""]
+
+
+async def interleaved(
+    calls: int, variants: dict[str, tuple[Hooks, httpx.AsyncBaseTransport | None]]
+) -> dict[str, float]:
+    """Microseconds per create_payout for each variant (hooks, transport).
+
+    The variants take turns, round after round, and each keeps its best
+    round: a busy neighbour slows them all alike instead of one.
+    """
+    counter = iter(range(10**12))
+    best = dict.fromkeys(variants, float("inf"))
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for name, (hooks, transport) in variants.items():
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport or httpx.MockTransport(_handler))
+            )
+            clients[name] = await stack.enter_async_context(
+                VexoraClient(
+                    "1000000001", SECRET, BASE_URL, http_client=http, on_event=hooks
+                )
+            )
+        for _ in range(ROUNDS * 2):
+            for name, client in clients.items():
+                started = time.process_time()
+                for _ in range(calls):
+                    request = PayoutRequest(**_fields(f"VXCPU{next(counter):012d}"))
+                    await client.create_payout(request)
+                elapsed = (time.process_time() - started) / calls
+                best[name] = min(best[name], elapsed)
+    return {name: us * 1e6 for name, us in best.items()}
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
+def hook_alone_us(hook: Callable[[Any], object], calls: int) -> float:
+    """Microseconds a hook takes for the events of one plain payout."""
+    from vexora_async.events import (  # noqa: PLC0415
+        AttemptFinished,
+        CallFinished,
+        CallOutcome,
+        CallStarted,
+        LedgerAction,
+        LedgerEvent,
+    )
+
+    def events(n: int) -> tuple[object, ...]:
+        trade_no = f"VXCPU{n:012d}"
+        return (
+            CallStarted(operation="create_payout", trade_no=trade_no, merchant_no="1"),
+            LedgerEvent(
+                operation="create_payout",
+                trade_no=trade_no,
+                action=LedgerAction.CLAIMED,
+            ),
+            AttemptFinished(
+                operation="create_payout",
+                attempt_operation="create_payout",
+                trade_no=trade_no,
+                attempt=1,
+                http_status=200,
+                gateway_code="0000",
+                elapsed=0.001,
+                may_have_executed="yes",
+            ),
+            CallFinished(
+                operation="create_payout",
+                trade_no=trade_no,
+                merchant_no="1",
+                outcome=CallOutcome.ACCEPTED,
+                attempts=1,
+                reconciled=False,
+                from_ledger=False,
+                elapsed=0.001,
+            ),
+        )
+
+    counter = iter(range(10**12))
+
+    def one_payout() -> None:
+        for event in events(next(counter)):
+            hook(event)
+
+    return best_us(one_payout, calls) - best_us(lambda: events(next(counter)), calls)
+
+
+async def observed_calls(calls: int) -> dict[str, dict[str, float]]:
+    """Time create_payout with no hook and with each observability adapter.
+
+    OpenTelemetry's API alone (no SDK: its no-op), then its SDK configured
+    (spans batched to an exporter that drops them, metrics aggregated in
+    memory), then that plus httpx's instrumentation (the HTTP client spans),
+    and the Prometheus adapter; also each hook alone, on the four events of
+    one plain payout. Adapters whose packages are missing are left out.
+    """
+    variants: dict[str, tuple[Hooks, httpx.AsyncBaseTransport | None]] = {
+        "no hook": ((), None),
+        # What the events themselves cost (the records, the tally).
+        "a hook that does nothing": (_ignore, None),
+    }
+    alone: dict[str, float] = {}
+    providers: list[Any] = []
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+        from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+            InMemoryMetricReader,
+        )
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+        from vexora_async.otel import OpenTelemetryHook  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+
+        class Drop(SpanExporter):
+            def export(self, spans: Sequence[Any]) -> SpanExportResult:  # noqa: ARG002
+                return SpanExportResult.SUCCESS
+
+        api_only = OpenTelemetryHook()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        providers += [tracer_provider, meter_provider]
+        hook = OpenTelemetryHook(
+            tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+        variants["OpenTelemetryHook, OTel API only (no SDK)"] = (api_only, None)
+        variants["OpenTelemetryHook, OTel SDK configured"] = (hook, None)
+        alone["OpenTelemetryHook, OTel API only (no SDK)"] = hook_alone_us(
+            api_only, calls * 4
+        )
+        alone["OpenTelemetryHook, OTel SDK configured"] = hook_alone_us(hook, calls * 4)
+        try:
+            from opentelemetry.instrumentation.httpx import (  # noqa: PLC0415
+                AsyncOpenTelemetryTransport,
+            )
+        except ImportError:
+            pass
+        else:
+            traced = AsyncOpenTelemetryTransport(
+                httpx.MockTransport(_handler), tracer_provider=tracer_provider
+            )
+            variants["OTel SDK configured + httpx instrumentation"] = (hook, traced)
+    try:
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415
+        from vexora_async.prometheus import PrometheusHook  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+        prometheus = PrometheusHook(CollectorRegistry())
+        variants["PrometheusHook"] = (prometheus, None)
+        alone["PrometheusHook"] = hook_alone_us(prometheus, calls * 4)
+    try:
+        whole = await interleaved(calls, variants)
+    finally:
+        for provider in providers:
+            provider.shutdown()
+    return {"whole_us": whole, "hook_alone_us": alone}
 
 
 def main() -> None:
@@ -200,11 +365,13 @@ def main() -> None:
     calls = 2000
     steps = sync_steps(calls)
     whole = asyncio.run(whole_calls(calls // 4))
+    observed = asyncio.run(observed_calls(calls // 8))
     result = {
         "json_codec": "orjson" if _json.orjson is not None else "stdlib json",
         "steps_us": steps,
         "sdk_cpu_us": sum(steps.values()),
         "whole_us": whole,
+        "observed_us": observed,
         "codecs_us": codec_steps(calls),
     }
     print(json.dumps(result))  # noqa: T201 - the runner reads this line

@@ -75,6 +75,9 @@ VERSIONED = [
     "attrs",
     "cattrs",
     "orjson",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "prometheus-client",
     "uvicorn",
     "uvloop",
     "httptools",
@@ -474,6 +477,7 @@ def render(results: dict[str, Any]) -> str:
     lines.append(f"| **SDK's own CPU per call (sum)** | **{cpu['sdk_cpu_us']:.1f}** |")
     lines += [f"| {name} | {us:.1f} |" for name, us in cpu["whole_us"].items()]
     lines += [f"| {name} | {us:.2f} |" for name, us in cpu["codecs_us"].items()]
+    lines += _observed_table(cpu.get("observed_us"))
     batch, gather = results["batch"], results["gather"]
     batch, gather, ledger = results["batch"], results["gather"], results["ledger"]
     load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
@@ -513,6 +517,23 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _observed_table(observed: dict[str, dict[str, float]] | None) -> list[str]:
+    """The cost of each on_event hook: the whole call, and the hook alone."""
+    if not observed:
+        return []
+    whole, alone = observed["whole_us"], observed["hook_alone_us"]
+    bare = whole["no hook"]
+    header = (
+        "| create_payout by on_event hook, no I/O | µs per call | added "
+        "| the hook alone, µs |"
+    )
+    lines = ["", header, "| --- | ---: | ---: | ---: |"]
+    for name, us in whole.items():
+        own = f"{alone[name]:.1f}" if name in alone else ""
+        lines.append(f"| {name} | {us:.1f} | {us - bare:+.1f} | {own} |")
+    return lines
 
 
 def _outcomes(outcomes: dict[str, int]) -> str:
