@@ -10,6 +10,7 @@ import pytest
 from vexora_async import InvalidRequestError, RetryPolicy, VexoraClient
 from vexora_async.events import (
     AttemptFinished,
+    CallbackHandled,
     CallFinished,
     CallOutcome,
     CallStarted,
@@ -86,6 +87,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(
     assert (lost.http_status, lost.may_have_executed) == (None, "maybe")
     assert isinstance(query, AttemptFinished)
     assert query.attempt_operation == "get_payout"
+    assert query.operation == "create_payout"  # the logical call
     assert query.may_have_executed is None
     assert isinstance(found, ReconciliationQuery)
     assert found.result is QueryResult.FOUND
@@ -191,7 +193,9 @@ async def test_no_hook_means_no_trace(router: respx.MockRouter) -> None:
         return await call_next(call)
 
     router.post(PAYOUT).mock(return_value=ok())
-    async with mock_client(router.async_handler, middleware=[spy]) as c:
+    async with mock_client(
+        router.async_handler, middleware=[spy], instrument=False
+    ) as c:
         await c.create_payout(make_payout())
     assert seen_calls == [None]
 
@@ -201,3 +205,37 @@ def test_on_event_must_be_callables(bad: object) -> None:
     """A wrong on_event is refused when the client is made."""
     with pytest.raises(InvalidRequestError, match="on_event"):
         VexoraClient(MERCHANT_NO, SECRET, BASE_URL, on_event=bad)  # type: ignore[arg-type]
+
+
+async def test_the_receiver_reports_each_callback() -> None:
+    """CallbackHandled: kind, tradeNo, status, answer, duplicate, handler time."""
+    from vexora_async import NotificationReceiver  # noqa: PLC0415
+
+    from conftest import callback  # noqa: PLC0415
+
+    seen: list[Event] = []
+
+    async def handler(notification: object, *, already_handled: bool) -> None:
+        return None
+
+    receiver = NotificationReceiver(
+        SECRET, handler, kind="payout", on_event=seen.append
+    )
+    body = callback()
+    first = await receiver.respond(body)
+    second = await receiver.respond(body)
+    refused = await receiver.respond(b"{}")
+    assert [first.status_code, second.status_code, refused.status_code] == [
+        200,
+        200,
+        403,
+    ]
+    handled = [e for e in seen if isinstance(e, CallbackHandled)]
+    assert [(e.kind, e.http_status, e.duplicate) for e in handled] == [
+        ("payout", 200, False),
+        ("payout", 200, True),
+        (None, 403, False),
+    ]
+    assert handled[0].trade_no == "VX20260331004567"
+    assert handled[0].handler_time is not None
+    assert handled[2].error_type == "SignatureError"

@@ -163,6 +163,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(  # noqa: PLR0915
             http_client=http,
             retry=FAST,
             on_event=telemetry.hook(),
+            instrument=False,
         ) as client,
     ):
         with tracer.start_as_current_span("handle order") as outer:
@@ -285,6 +286,7 @@ async def test_only_unknown_and_error_fail_the_span(
             http_client=http,
             retry=ONE_EXCHANGE,
             on_event=telemetry.hook(),
+            instrument=False,
         ) as client,
     ):
         with pytest.raises(Exception, match="no"):
@@ -316,7 +318,12 @@ async def test_reads_get_their_own_spans(
     async with (
         traced_http(router.async_handler, telemetry) as http,
         VexoraClient(
-            MERCHANT_NO, SECRET, BASE_URL, http_client=http, on_event=telemetry.hook()
+            MERCHANT_NO,
+            SECRET,
+            BASE_URL,
+            http_client=http,
+            on_event=telemetry.hook(),
+            instrument=False,
         ) as client,
     ):
         await client.get_balance()
@@ -355,6 +362,7 @@ async def test_concurrent_calls_each_parent_their_own_http_span(
             http_client=http,
             max_connections=50,
             on_event=telemetry.hook(),
+            instrument=False,
         ) as client,
     ):
         trade_nos = [f"VXC{n:08d}" for n in range(500)]
@@ -390,6 +398,7 @@ async def test_both_transports_over_real_sockets(
             gateway.base_url,
             transport=transport,
             on_event=telemetry.hook(),
+            instrument=False,
         ) as client,
     ):
         HTTPXClientInstrumentor.instrument_client(
@@ -417,7 +426,11 @@ async def test_global_instrumentation_sees_the_default_transport(
         async with (
             loopback_gateway() as gateway,
             VexoraClient(
-                MERCHANT_NO, SECRET, gateway.base_url, on_event=telemetry.hook()
+                MERCHANT_NO,
+                SECRET,
+                gateway.base_url,
+                on_event=telemetry.hook(),
+                instrument=False,
             ) as client,
         ):
             await client.create_payout(make_payout())
@@ -464,6 +477,7 @@ async def test_a_failing_hook_changes_nothing(
             BASE_URL,
             http_client=http,
             on_event=[broken, telemetry.hook(), raises],
+            instrument=False,
         ) as client,
     ):
         with caplog.at_level(logging.ERROR, "vexora_async"):
@@ -574,6 +588,7 @@ async def test_without_an_sdk_it_is_a_no_op(router: respx.MockRouter) -> None:
             BASE_URL,
             http_client=http,
             on_event=OpenTelemetryHook(),
+            instrument=False,
         ) as client,
     ):
         result = await client.create_payout(make_payout())
@@ -655,3 +670,33 @@ def test_queueing_and_resubmission_are_span_events(telemetry: Telemetry) -> None
     ((attributes, wait),) = telemetry.points()["vexora.client.limiter.wait"]
     assert attributes == {}
     assert (wait.count, wait.sum) == (1, 0.25)
+
+
+@pytest.mark.parametrize("instrument", [True, False])
+async def test_the_client_instruments_itself(
+    router: respx.MockRouter, telemetry: Telemetry, instrument: bool
+) -> None:
+    """With the extra installed, tracer_provider= is all it takes (on by default)."""
+    router.post(PAYOUT).mock(return_value=ok(payout_data()))
+    async with VexoraClient(
+        MERCHANT_NO,
+        SECRET,
+        BASE_URL,
+        http_client=httpx.AsyncClient(
+            transport=httpx.MockTransport(router.async_handler)
+        ),
+        tracer_provider=telemetry.tracer_provider if instrument else None,
+        meter_provider=telemetry.meter_provider if instrument else None,
+        instrument=instrument,
+    ) as client:
+        await client.create_payout(make_payout())
+    names = [span.name for span in telemetry.finished()]
+    assert names == (["vexora.create_payout"] if instrument else [])
+
+
+def test_instrument_must_be_a_bool() -> None:
+    """instrument="no" is a typo, not a switch."""
+    from vexora_async import InvalidRequestError  # noqa: PLC0415
+
+    with pytest.raises(InvalidRequestError, match="instrument"):
+        VexoraClient(MERCHANT_NO, SECRET, BASE_URL, instrument="no")  # type: ignore[arg-type]

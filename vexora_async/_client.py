@@ -75,6 +75,31 @@ T = TypeVar("T")
 _UNSET: Any = object()
 
 
+def _instrumentation(
+    instrument: object, tracer_provider: object, meter_provider: object
+) -> tuple[Callable[[Event], object], ...]:
+    """Return the OpenTelemetry hook when the otel extra is importable."""
+    if not isinstance(instrument, bool):
+        raise InvalidRequestError("instrument", "must be True or False")
+    if not instrument:
+        return ()
+    try:
+        from .otel import OpenTelemetryHook  # noqa: PLC0415 - the optional otel extra
+    except ImportError:
+        if tracer_provider is not None or meter_provider is not None:
+            raise InvalidRequestError(
+                "tracer_provider",
+                "needs the otel extra: pip install 'vexora-async[otel]'",
+            ) from None
+        return ()
+    return (
+        OpenTelemetryHook(
+            tracer_provider=tracer_provider,  # type: ignore[arg-type]
+            meter_provider=meter_provider,  # type: ignore[arg-type]
+        ),
+    )
+
+
 def _checked(call: Call, result: object, expected: type[T]) -> T:
     if not isinstance(result, expected):
         msg = f"a middleware answered {type(result).__name__}, not {expected.__name__}"
@@ -278,7 +303,10 @@ class VexoraClient:
     *transport* ``"aiohttp"`` sends through aiohttp under the same
     ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
 
-    *on_event* takes a callable, or a sequence of them, called with each
+    With the ``otel`` extra installed, calls are traced and measured with
+    OpenTelemetry (*tracer_provider* and *meter_provider* default to the
+    global ones; ``instrument=False`` turns it off). *on_event* takes a
+    callable, or a sequence of them, called with each
     :mod:`vexora_async.events` record: calls started and finished,
     attempts, retries, reconciliation queries, the ledger's part (see
     :doc:`/observability`). A hook that raises is logged and ignored.
@@ -322,6 +350,9 @@ class VexoraClient:
         on_event: Callable[[Event], object]
         | Sequence[Callable[[Event], object]]
         | None = None,
+        instrument: bool = True,
+        tracer_provider: object | None = None,
+        meter_provider: object | None = None,
     ) -> None:
         # First, before any other check can raise: from here on this frame
         # holds only the masked wrapper (error reporters record frame locals).
@@ -330,7 +361,11 @@ class VexoraClient:
         if problem is not None:
             raise InvalidRequestError("app_secret", problem)
         self._merchant_no = _check_credential("merchant_no", merchant_no)
-        self._hooks = as_hooks(on_event)
+        # The OpenTelemetry hook first: user hooks then run with its span
+        # current.
+        self._hooks = _instrumentation(
+            instrument, tracer_provider, meter_provider
+        ) + as_hooks(on_event)
         self._base_url = _check_base_url(base_url)
         check_retries("max_retries", max_retries)
         check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)

@@ -194,7 +194,9 @@ class Exchange:
                 waited = time.perf_counter() - queued
                 call.trace.emit(
                     LimiterWait(
-                        operation=call.label, trade_no=call.trade_no, waited=waited
+                        operation=call.trace.operation,
+                        trade_no=call.trade_no,
+                        waited=waited,
                     )
                 )
 
@@ -276,7 +278,7 @@ def _trace_attempt(
         trace.gateway_code = outcome.code
     trace.emit(
         AttemptFinished(
-            operation=call.label,
+            operation=trace.operation,
             attempt_operation=call.operation.label,
             trade_no=call.trade_no,
             attempt=trace.attempts,

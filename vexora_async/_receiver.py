@@ -17,7 +17,13 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +38,7 @@ from ._notifications import (
     parse_notification,
 )
 from ._secret import Secret, as_secret
+from .events import CallbackHandled, Event, as_hooks, emit
 from .exceptions import InvalidRequestError, NotificationError, NotificationTooLarge
 
 
@@ -195,6 +202,27 @@ class _KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+class _Seen:
+    """What a callback delivery showed, for the ``CallbackHandled`` event."""
+
+    __slots__ = (
+        "duplicate",
+        "error_type",
+        "handler_time",
+        "kind",
+        "status",
+        "trade_no",
+    )
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+        self.trade_no: str | None = None
+        self.status: str | None = None
+        self.duplicate = False
+        self.handler_time: float | None = None
+        self.error_type: str | None = None
+
+
 class NotificationReceiver:
     """An ASGI app that verifies callbacks and acknowledges them correctly.
 
@@ -241,6 +269,9 @@ class NotificationReceiver:
         clock: Callable[[], float] = time.time,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         max_body_reads: int = DEFAULT_MAX_BODY_READS,
+        on_event: Callable[[Event], object]
+        | Sequence[Callable[[Event], object]]
+        | None = None,
     ) -> None:
         try:
             self._app_secret = as_secret(app_secret)
@@ -270,6 +301,7 @@ class NotificationReceiver:
         self.body_timeout = _seconds("body_timeout", body_timeout)
         self.max_body_reads = _count("max_body_reads", max_body_reads)
         self._clock = clock
+        self._hooks = as_hooks(on_event)
         self._locks = _KeyedLocks()
         # The requests waiting for their body, oldest first.
         self._readers: OrderedDict[_Reader, None] = OrderedDict()
@@ -300,6 +332,25 @@ class NotificationReceiver:
         status, body and content type. Never raises, except for
         cancellation.
         """
+        if not self._hooks:
+            return await self._respond(body, None)
+        seen = _Seen()
+        response = await self._respond(body, seen)
+        emit(
+            self._hooks,
+            CallbackHandled(
+                kind=seen.kind,
+                trade_no=seen.trade_no,
+                status=seen.status,
+                http_status=response.status_code,
+                duplicate=seen.duplicate,
+                handler_time=seen.handler_time,
+                error_type=seen.error_type,
+            ),
+        )
+        return response
+
+    async def _respond(self, body: bytes, seen: _Seen | None) -> ReceiverResponse:
         try:
             notification = parse_notification(
                 body,
@@ -315,12 +366,18 @@ class NotificationReceiver:
                 type(exc).__name__,
                 mask_digit_runs(exc.message),
             )
+            if seen is not None:
+                seen.error_type = type(exc).__name__
             return _refusal(exc)
+        if seen is not None:
+            seen.kind = notification.kind
+            seen.trade_no = notification.trade_no
+            seen.status = str(notification.status)
         when = asyncio.get_running_loop().time() + self.handler_timeout
         try:
             # Not asyncio.wait_for: before 3.12 it can swallow a
             # cancellation of ours (a server shutting down).
-            return await run_until(self._process(notification), when)
+            return await run_until(self._process(notification, seen), when)
         except TimeoutError:
             logger.error(  # noqa: TRY400 - the traceback of a timeout says nothing
                 "handler timed out after %s s: kind=%s trade_no=%s status=%s",
@@ -331,7 +388,9 @@ class NotificationReceiver:
             )
             return _HANDLER_TIMEOUT
 
-    async def _process(self, notification: Notification) -> ReceiverResponse:
+    async def _process(
+        self, notification: Notification, seen: _Seen | None = None
+    ) -> ReceiverResponse:
         key = notification.dedup_key
         async with self._locks.hold(key):
             try:
@@ -351,6 +410,9 @@ class NotificationReceiver:
                 notification.amount,
                 already_handled,
             )
+            if seen is not None:
+                seen.duplicate = already_handled
+            started = time.perf_counter()
             try:
                 await self._handler(notification, already_handled=already_handled)
             # The handler is user code: whatever it raises (SystemExit and
@@ -365,7 +427,12 @@ class NotificationReceiver:
                     notification.trade_no,
                     notification.status,
                 )
+                if seen is not None:
+                    seen.handler_time = time.perf_counter() - started
+                    seen.error_type = "handler failed"
                 return _HANDLER_FAILED
+            if seen is not None:
+                seen.handler_time = time.perf_counter() - started
             if not already_handled:
                 await self._mark(key)
             return _ACK

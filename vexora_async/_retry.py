@@ -229,7 +229,7 @@ class RetryMiddleware:
             if call.trace is not None:
                 call.trace.emit(
                     RetryScheduled(
-                        operation=call.label,
+                        operation=call.trace.operation,
                         trade_no=call.trade_no,
                         attempt=attempt + 1,
                         of=max_retries + 1,
