@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._ledger import Claim, EntryState, Ledger, LedgerEntry
 from ._models import Envelope
 from ._operations import outcome_unknown
 from .exceptions import (
@@ -30,6 +29,7 @@ from .exceptions import (
     LedgerError,
     RequestRejected,
 )
+from .ledgers._protocol import Claim, EntryState, Ledger, LedgerEntry
 
 
 if TYPE_CHECKING:
@@ -145,35 +145,37 @@ class IdempotencyMiddleware:
             ) from exc
         if not claim.granted:
             return self._answer_from_ledger(call, claim)
+        token = claim.token or ""
         if claim.prior is not None:
             call = call.evolve(reconcile_first=True)
         try:
             result = await call_next(call)
         except RequestRejected as exc:
             await self._settle(
-                key, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
+                key, token, print_, EntryState.REJECTED, code=exc.code, msg=exc.msg
             )
             raise
         except (ConnectError, HTTPStatusError, InvalidRequestError):
             # This attempt provably did nothing. If an earlier one is
             # unknown, it stays unknown; otherwise the tradeNo is free.
             if claim.prior is not None:
-                await self._settle(key, print_, EntryState.UNKNOWN)
+                await self._settle(key, token, print_, EntryState.UNKNOWN)
             else:
-                await self._record(self.ledger.release(key), key)
+                await self._record(self.ledger.release(key, token=token), key)
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
             # leave the entry in flight, so the next call reconciles.
-            await asyncio.shield(self._settle(key, print_, EntryState.UNKNOWN))
+            await asyncio.shield(self._settle(key, token, print_, EntryState.UNKNOWN))
             raise
         raw = getattr(result, "raw", None)
-        await self._settle(key, print_, EntryState.ACCEPTED, data=raw)
+        await self._settle(key, token, print_, EntryState.ACCEPTED, data=raw)
         return result
 
     async def _settle(
         self,
         key: str,
+        token: str,
         print_: str,
         state: EntryState,
         *,
@@ -189,17 +191,27 @@ class IdempotencyMiddleware:
             code=code,
             msg=msg,
         )
-        await self._record(self.ledger.settle(key, entry), key)
+        await self._record(self.ledger.settle(key, entry, token=token), key)
 
-    async def _record(self, operation: Awaitable[None], key: str) -> None:
+    async def _record(self, operation: Awaitable[bool], key: str) -> None:
         # The outcome is already decided at the gateway: a ledger that fails
         # to record it must not turn a paid payout into an error for the
         # caller. The next call with this tradeNo reconciles (the entry is
         # in flight until its lease runs out, then taken over).
         try:
-            await operation
+            applied = await operation
         except Exception:
             logger.exception("the ledger failed to record key=%s", key)
+            return
+        if applied is False:
+            # Our claim outlived its lease and another worker took the
+            # tradeNo over: its record wins; it reconciles with the gateway.
+            logger.warning(
+                "the ledger fenced off a stale claim on key=%s: another worker "
+                "took this tradeNo over after the claim lease ran out; its "
+                "record stands",
+                key,
+            )
 
     def _answer_from_ledger(self, call: Call, claim: Claim) -> object:
         prior = claim.prior
