@@ -77,3 +77,23 @@ def bench(session: nox.Session) -> None:
         "matplotlib",
     )
     session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """Run the long crash campaign on real Redis and PostgreSQL servers.
+
+    4 worker processes, 400 tradeNos, 60 SIGKILLs per store; needs the
+    servers of ``source .ci/services.sh``. ``nox -s crash -- --kills 200``
+    changes the campaign (see ``tests/crash_campaign.py --help``).
+    """
+    session.install("-e", ".[tests]")
+    session.run(
+        "python",
+        os.path.join("tests", "crash_campaign.py"),  # noqa: PTH118 - nox passes strings
+        "--kills",
+        "60",
+        "--kill-interval",
+        "1.5",
+        *session.posargs,
+    )
