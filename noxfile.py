@@ -83,17 +83,20 @@ def bench(session: nox.Session) -> None:
 def crash(session: nox.Session) -> None:
     """Run the long crash campaign on real Redis and PostgreSQL servers.
 
-    4 worker processes, 400 tradeNos, 60 SIGKILLs per store; needs the
-    servers of ``source .ci/services.sh``. ``nox -s crash -- --kills 200``
-    changes the campaign (see ``tests/crash_campaign.py --help``).
+    4 worker processes, 400 tradeNos, 25 SIGKILLs per round, 4 rounds
+    (seeds) per store, some 5 minutes; needs the servers of ``source
+    .ci/services.sh``. ``nox -s crash -- --rounds 10`` changes the campaign
+    (see ``python tests/crash_campaign.py --help``).
     """
     session.install("-e", ".[tests]")
     session.run(
         "python",
         os.path.join("tests", "crash_campaign.py"),  # noqa: PTH118 - nox passes strings
         "--kills",
-        "60",
+        "25",
         "--kill-interval",
-        "1.5",
+        "0.8",
+        "--rounds",
+        "4",
         *session.posargs,
     )

@@ -420,6 +420,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="seeds in a row")
     parser.add_argument("--log")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--json", help="write the figures here as JSON")
@@ -466,8 +467,12 @@ def main(argv: list[str]) -> int:
         return 0
     import tempfile  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(run(args, Path(tmp)))
+    results: list[Figures] = []
+    first_seed = args.seed
+    for round_ in range(args.rounds):
+        args.seed = first_seed + round_
+        with tempfile.TemporaryDirectory() as tmp:
+            results += asyncio.run(run(args, Path(tmp)))
     ok = True
     for figures in results:
         print(figures.summary())  # noqa: T201 - a command-line report
