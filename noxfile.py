@@ -100,3 +100,18 @@ def crash(session: nox.Session) -> None:
         "4",
         *session.posargs,
     )
+
+
+@nox.session
+def bench_ledgers(session: nox.Session) -> None:
+    """Measure each ledger's per-payout cost against the memory ledger.
+
+    Needs the loopback servers of ``source .ci/services.sh``; writes
+    ``docs/performance/ledgers.md``. A benchmark, never part of the tests.
+    """
+    session.install("-e", ".[tests]")
+    session.run(
+        "python",
+        os.path.join("tests", "bench", "bench_ledgers.py"),  # noqa: PTH118 - nox passes strings
+        *session.posargs,
+    )
