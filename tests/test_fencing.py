@@ -262,3 +262,30 @@ async def test_cancellation_leaves_no_postgres_claim_in_flight() -> None:
     finally:
         await drop_table(pool, table)
         await pool.close()
+
+
+async def test_cancelled_while_claiming_gives_the_claim_back() -> None:
+    """Cancelled while the store answers: the claim is released, not left."""
+    entered = asyncio.Event()
+    proceed = asyncio.Event()
+
+    class Slow(MemoryLedger):
+        async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+            entered.set()
+            await proceed.wait()
+            return await super().claim(key, fingerprint, lease=lease)
+
+    gateway = Gateway()
+    ledger = Slow()
+    client = client_over(gateway, ledger=ledger)
+    async with client.http_client, client:
+        task = asyncio.create_task(client.create_payout(make_payout()))
+        await entered.wait()
+        task.cancel()
+        await asyncio.sleep(0)
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert await ledger.get(KEY) is None  # nothing sent, nothing held
+    assert gateway.posts == 0

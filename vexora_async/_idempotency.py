@@ -11,6 +11,7 @@ re-sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -135,7 +136,7 @@ class IdempotencyMiddleware:
         call_next: Callable[[Call], Awaitable[object]],
     ) -> object:
         try:
-            claim = await self.ledger.claim(key, print_, lease=self._lease)
+            claim = await self._claim(key, print_)
         # A ledger is user-pluggable: whatever its store raises, the caller
         # learns that nothing was sent.
         except Exception as exc:
@@ -171,6 +172,22 @@ class IdempotencyMiddleware:
         raw = getattr(result, "raw", None)
         await self._settle(key, token, print_, EntryState.ACCEPTED, data=raw)
         return result
+
+    async def _claim(self, key: str, print_: str) -> Claim:
+        # Cancelled while the store answers, the claim may still be granted
+        # there: let it finish and give it back (nothing was sent), so that
+        # it does not block the tradeNo for a whole lease.
+        pending = asyncio.ensure_future(
+            self.ledger.claim(key, print_, lease=self._lease)
+        )
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                claim = await pending
+                if claim.granted and claim.token is not None:
+                    await self.ledger.release(key, token=claim.token)
+            raise
 
     async def _settle(
         self,
