@@ -330,9 +330,13 @@ async def campaign(args: argparse.Namespace, workdir: Path) -> Figures:  # noqa:
             nonlocal generation
             generation += 1
             log = workdir / f"worker-{args.store}-{slot}-{generation}.log"
-            proc = await asyncio.create_subprocess_exec(
-                *_worker_command(args, url, log, rng.randrange(2**32))
-            )
+            # A worker's own log lines (unknown outcomes it will reconcile)
+            # go beside its journal, not into the campaign's output.
+            with log.with_suffix(".err").open("wb") as errors:
+                proc = await asyncio.create_subprocess_exec(
+                    *_worker_command(args, url, log, rng.randrange(2**32)),
+                    stderr=errors,
+                )
             return proc, log
 
         procs = [await spawn(slot) for slot in range(args.workers)]
