@@ -37,8 +37,6 @@ async def test_every_trade_no_is_executed_exactly_once(
     assert figures.executed_exactly_once == 400
     assert figures.max_executions == 1
     assert (figures.lost, figures.left_unknown) == (0, 0)
-    # A killed worker's claims block the others for at most the lease
-    # (plus the workers' 0.2 s between passes, and the call itself).
     assert figures.blocked  # the kills did interrupt payouts
     # A killed worker's claim blocks its tradeNo for the lease, never less;
     # then the next worker to come by takes it over (how soon depends on
