@@ -272,6 +272,22 @@ def _worker_command(
     ]
 
 
+async def _working(procs: list[tuple[Any, Path]]) -> list[int]:
+    """Wait until a worker is at work (has started paying); return them all.
+
+    A loaded machine may take seconds to start one. Empty when every
+    worker is done: nothing left to interrupt.
+    """
+    while True:
+        running = [i for i, (proc, _) in enumerate(procs) if proc.returncode is None]
+        working = [
+            i for i in running if procs[i][1].exists() and procs[i][1].stat().st_size
+        ]
+        if working or not running:
+            return working
+        await asyncio.sleep(0.05)
+
+
 def _takeovers(workdir: Path, store: str) -> list[float]:
     ages = []
     for log in workdir.glob(f"worker-{store}-*.log"):
@@ -342,18 +358,9 @@ async def campaign(args: argparse.Namespace, workdir: Path) -> Figures:  # noqa:
         procs = [await spawn(slot) for slot in range(args.workers)]
         for _ in range(args.kills):
             await asyncio.sleep(rng.uniform(0.1, args.kill_interval))
-            # Kill a worker that is at work (has started paying), at random.
-            for _ in range(100):
-                working = [
-                    slot
-                    for slot, (proc, log) in enumerate(procs)
-                    if proc.returncode is None and log.exists() and log.stat().st_size
-                ]
-                if working:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                break  # every worker is done: nothing left to interrupt
+            working = await _working(procs)
+            if not working:
+                break
             slot = rng.choice(working)
             proc, log = procs[slot]
             proc.send_signal(signal.SIGKILL)
