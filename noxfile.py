@@ -80,3 +80,41 @@ def bench(session: nox.Session) -> None:
         "matplotlib",
     )
     session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """Run the long crash campaign on real Redis and PostgreSQL servers.
+
+    4 worker processes, 400 tradeNos, 25 SIGKILLs per round, 4 rounds
+    (seeds) per store, some 5 minutes; needs the servers of ``source
+    .ci/services.sh``. ``nox -s crash -- --rounds 10`` changes the campaign
+    (see ``python tests/crash_campaign.py --help``).
+    """
+    session.install("-e", ".[tests]")
+    session.run(
+        "python",
+        os.path.join("tests", "crash_campaign.py"),  # noqa: PTH118 - nox passes strings
+        "--kills",
+        "25",
+        "--kill-interval",
+        "0.8",
+        "--rounds",
+        "4",
+        *session.posargs,
+    )
+
+
+@nox.session
+def bench_ledgers(session: nox.Session) -> None:
+    """Measure each ledger's per-payout cost against the memory ledger.
+
+    Needs the loopback servers of ``source .ci/services.sh``; writes
+    ``docs/performance/ledgers.md``. A benchmark, never part of the tests.
+    """
+    session.install("-e", ".[tests]")
+    session.run(
+        "python",
+        os.path.join("tests", "bench", "bench_ledgers.py"),  # noqa: PTH118 - nox passes strings
+        *session.posargs,
+    )

@@ -469,12 +469,12 @@ class BrokenLedger(MemoryLedger):
             raise OSError(msg)
         return await super().claim(key, fingerprint, lease=lease)
 
-    async def settle(self, key: str, entry: Any) -> None:
+    async def settle(self, key: str, entry: Any, *, token: str) -> bool:
         """Fail or settle."""
         if self.fail_on == "settle":
             msg = "disk full"
             raise OSError(msg)
-        await super().settle(key, entry)
+        return await super().settle(key, entry, token=token)
 
 
 async def test_ledger_failing_to_claim_sends_nothing(router: respx.MockRouter) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import vexora_async
+import vexora_async.ledgers
 
 
 CONTRACT = [
@@ -79,3 +82,26 @@ def test_every_public_name_is_in_the_api_reference() -> None:
     api = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
     documented = set(re.findall(r"^\.\. \w+:: (\w+)$", api, flags=re.MULTILINE))
     assert set(vexora_async.__all__) <= documented
+
+
+def test_importing_the_package_imports_no_optional_engine() -> None:
+    """``import vexora_async`` imports neither redis nor psycopg; use does."""
+    code = (
+        "import sys, vexora_async\n"
+        "assert not {'redis', 'psycopg', 'psycopg_pool'} & set(sys.modules)\n"
+        "assert vexora_async.RedisLedger.__name__ == 'RedisLedger'\n"
+        "assert 'redis' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our code
+
+
+def test_a_missing_extra_says_which_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the driver, the lazy name says which extra brings it."""
+    monkeypatch.setitem(sys.modules, "vexora_async.ledgers._postgres", None)
+
+    with pytest.raises(ImportError, match=r"vexora-async\[postgres\]"):
+        _ = vexora_async.PostgresLedger
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = vexora_async.NoSuchThing
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = vexora_async.ledgers.NoSuchThing

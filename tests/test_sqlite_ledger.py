@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,10 @@ async def test_entries_survive_reopening(tmp_path: Path) -> None:
     """What one ledger settles, a new one on the same file reads back."""
     path = tmp_path / "ledger.sqlite3"
     async with SQLiteLedger(path) as ledger:
-        assert (await ledger.claim("k", "f", lease=60)).granted
-        await ledger.settle(
+        claim = await ledger.claim("k", "f", lease=60)
+        assert claim.granted
+        assert claim.token is not None
+        assert await ledger.settle(
             "k",
             LedgerEntry(
                 state=EntryState.ACCEPTED,
@@ -43,6 +46,7 @@ async def test_entries_survive_reopening(tmp_path: Path) -> None:
                 updated_at=1.0,
                 data={"tradeNo": "k", "amount": Decimal("3.0000")},
             ),
+            token=claim.token,
         )
 
     async with SQLiteLedger(path) as reopened:
@@ -59,12 +63,17 @@ async def test_release_and_prune(tmp_path: Path) -> None:
     """Released claims vanish; prune drops old settled entries but not unknowns."""
     now = [1000.0]
     async with SQLiteLedger(tmp_path / "l.db", clock=lambda: now[0]) as ledger:
-        await ledger.claim("gone", "f", lease=60)
-        await ledger.release("gone")
+        gone = await ledger.claim("gone", "f", lease=60)
+        await ledger.release("gone", token=gone.token or "")
+        now[0] = 10.0
         for key, state in (("old", EntryState.ACCEPTED), ("open", EntryState.UNKNOWN)):
+            claim = await ledger.claim(key, "f", lease=60)
             await ledger.settle(
-                key, LedgerEntry(state=state, fingerprint="f", updated_at=10.0)
+                key,
+                LedgerEntry(state=state, fingerprint="f", updated_at=10.0),
+                token=claim.token or "",
             )
+        now[0] = 1000.0
 
         removed = await ledger.prune(older_than=100)
 
@@ -98,6 +107,29 @@ def test_claims_are_atomic_across_processes(tmp_path: Path) -> None:
         worker.join(timeout=60)
 
     assert sorted(granted[0] + granted[1]) == sorted(keys)
+
+
+async def test_a_ledger_file_from_before_tokens_is_upgraded(tmp_path: Path) -> None:
+    """A file made before fencing tokens gains the column and keeps its rows."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE vexora_ledger (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "fingerprint TEXT NOT NULL, updated_at REAL NOT NULL, data TEXT, "
+            "code TEXT, msg TEXT)"
+        )
+        db.execute(
+            "INSERT INTO vexora_ledger VALUES "
+            "('k', 'unknown', 'f', 1, NULL, NULL, NULL)"
+        )
+    db.close()
+
+    async with SQLiteLedger(path) as ledger:
+        claim = await ledger.claim("k", "f", lease=60)
+
+    assert claim.granted
+    assert claim.prior is not None
+    assert claim.prior.state is EntryState.UNKNOWN
 
 
 async def test_a_restarted_worker_reconciles_instead_of_paying_again(

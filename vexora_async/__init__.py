@@ -6,10 +6,11 @@ balance, pay-ins, and the gateway's signed callbacks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._batch import BatchProgress, OutcomeKind, PayoutOutcome
 from ._client import VexoraClient
 from ._converter import make_converter
-from ._ledger import Claim, EntryState, Ledger, LedgerEntry, MemoryLedger
 from ._middleware import Call, Middleware
 from ._models import (
     Balance,
@@ -39,7 +40,6 @@ from ._receiver import (
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._signer import canonical_string, sign, verify
-from ._sqlite_ledger import SQLiteLedger
 from ._trade_no import new_trade_no
 from ._version import __version__
 from .exceptions import (
@@ -63,6 +63,21 @@ from .exceptions import (
     TransportError,
     VexoraError,
 )
+from .ledgers import (
+    LAZY,
+    Claim,
+    EntryState,
+    Ledger,
+    LedgerEntry,
+    MemoryLedger,
+    SQLiteLedger,
+    load,
+)
+
+
+if TYPE_CHECKING:
+    from ._redis_notifications import RedisNotificationStore
+    from .ledgers import PostgresLedger, RedisLedger
 
 
 __all__ = [
@@ -103,7 +118,10 @@ __all__ = [
     "PayoutRequest",
     "PayoutResult",
     "PayoutStatus",
+    "PostgresLedger",
     "ReceiverResponse",
+    "RedisLedger",
+    "RedisNotificationStore",
     "RequestRejected",
     "RequestTimeout",
     "RetryPolicy",
@@ -125,3 +143,11 @@ __all__ = [
     "sign",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis and PostgreSQL classes import their drivers: only on use.
+    if name in LAZY:
+        return load(name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

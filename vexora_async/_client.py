@@ -18,7 +18,6 @@ from ._body import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_BYTES
 from ._converter import AmountFormat, WireCodec
 from ._exchange import Exchange
 from ._idempotency import IdempotencyMiddleware
-from ._ledger import Ledger, MemoryLedger
 from ._masking import Params, mask_account, mask_name
 from ._middleware import Call, Middleware, build_chain
 from ._models import (
@@ -54,6 +53,7 @@ from .exceptions import (
     InvalidRequestError,
     VexoraError,
 )
+from .ledgers import Ledger, MemoryLedger
 
 
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ logger = logging.getLogger("vexora_async")
 T = TypeVar("T")
 
 _UNSET: Any = object()
+
+#: How much longer than a call's deadline a claim must last at least: the
+#: slack for recording its outcome and a stall of the worker's event loop.
+LEASE_MARGIN = 10.0
 
 
 def _instrumentation(
@@ -269,6 +273,25 @@ def _check_components(
         raise InvalidRequestError("middleware", "every middleware must be callable")
 
 
+def _claim_lease(value: object, deadline: float) -> float:
+    floor = deadline + LEASE_MARGIN
+    if value is None:
+        # A claim outlives any call of ours by a wide margin before
+        # another worker may presume its owner dead.
+        return 2 * deadline + 60.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not floor <= value < float("inf")
+    ):
+        raise InvalidRequestError(
+            "claim_lease",
+            f"must be a finite number of seconds >= the deadline + "
+            f"{LEASE_MARGIN:g} s ({floor:g} s here)",
+        )
+    return float(value)
+
+
 class VexoraClient:
     """An async client for the Vexora gateway.
 
@@ -297,7 +320,11 @@ class VexoraClient:
     call (attempts, backoff and reconciliation together); *retry* gives the
     full :class:`RetryPolicy` instead. *ledger* records each tradeNo's
     outcome (default: a bounded in-memory :class:`MemoryLedger`; pass a
-    shared one for many workers). *middleware* adds your own layers; they
+    shared one for many workers). *claim_lease* is how long, in seconds,
+    a tradeNo claimed by a worker is respected by the others before they
+    presume that worker dead and take it over (default: twice the deadline
+    plus a minute; at least the deadline plus 10 s, and a call's own
+    *deadline* must stay 10 s under it). *middleware* adds your own layers; they
     run inside the retry layer, once per attempt, just before signing.
 
     *transport* ``"aiohttp"`` sends through aiohttp under the same
@@ -341,6 +368,7 @@ class VexoraClient:
         deadline: float = 60.0,
         retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
+        claim_lease: float | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
@@ -386,6 +414,7 @@ class VexoraClient:
             max_retries=max_retries, deadline=deadline
         )
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self.claim_lease = _claim_lease(claim_lease, self.retry_policy.deadline)
         self._codec = WireCodec.create(amount_format)
         if timeout is _UNSET:
             # An injected client keeps its own timeout unless one is given.
@@ -430,9 +459,7 @@ class VexoraClient:
             self.ledger,
             self._codec,
             namespace=self._merchant_no,
-            # A claim outlives any call of ours by a wide margin before
-            # another worker may presume its owner dead.
-            lease=2 * self.retry_policy.deadline + 60.0,
+            lease=self.claim_lease,
         )
         self._retry = RetryMiddleware(self.retry_policy, self._codec)
         self._handler = build_chain(
@@ -675,6 +702,13 @@ class VexoraClient:
             if deadline is None
             else _check_deadline(deadline)
         )
+        if operation.creates and budget > self.claim_lease - LEASE_MARGIN:
+            raise InvalidRequestError(
+                "deadline",
+                f"must stay {LEASE_MARGIN:g} s under the claim lease "
+                f"({self.claim_lease:g} s), so that no other worker takes "
+                "the tradeNo over while this call runs",
+            )
         call = Call(
             operation,
             params,

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codes import ResponseCode
-from ._ledger import Claim, EntryState, Ledger, LedgerEntry, MemoryLedger
 from ._operations import outcome_unknown
 from ._outcomes import Executed, result_from_data, verdict
 from .events import LedgerAction, LedgerEvent
@@ -32,6 +31,8 @@ from .exceptions import (
     TradeNoCollision,
     VexoraError,
 )
+from .ledgers._memory import MemoryLedger
+from .ledgers._protocol import Claim, EntryState, Ledger, LedgerEntry
 
 
 if TYPE_CHECKING:
@@ -158,27 +159,30 @@ class IdempotencyMiddleware:
             call,
             LedgerAction.CLAIMED if claim.prior is None else LedgerAction.TAKEN_OVER,
         )
+        token = claim.token or ""
         if claim.prior is not None:
             call = call.evolve(reconcile_first=True)
         try:
             result = await call_next(call)
         except VexoraError as exc:
             await self._finish(
-                self._settle_failure(key, print_, claim, exc, call.trace)
+                self._settle_failure(key, token, print_, claim, exc, trace=call.trace)
             )
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
             # leave the entry in flight, so the next call reconciles.
             await self._finish(
-                self._settle(key, print_, EntryState.UNKNOWN, trace=call.trace)
+                self._settle(key, token, print_, EntryState.UNKNOWN, trace=call.trace)
             )
             raise
         raw = getattr(result, "raw", None)
         # Shielded too: the answer is in, and a cancellation now must not
         # leave the entry in flight (a store may drop a write not yet begun).
         await self._finish(
-            self._settle(key, print_, EntryState.ACCEPTED, data=raw, trace=call.trace)
+            self._settle(
+                key, token, print_, EntryState.ACCEPTED, data=raw, trace=call.trace
+            )
         )
         return result
 
@@ -221,10 +225,11 @@ class IdempotencyMiddleware:
         claim = claiming.result()
         if not claim.granted:
             return
+        token = claim.token or ""
         if claim.prior is not None:  # an earlier attempt is unknown: it stays so
-            self._spawn(self._settle(key, print_, EntryState.UNKNOWN))
+            self._spawn(self._settle(key, token, print_, EntryState.UNKNOWN))
         else:  # nothing was sent under this claim
-            self._spawn(self._record(self.ledger.release(key), key))
+            self._spawn(self._record(self.ledger.release(key, token=token), key))
 
     async def drain(self) -> None:
         """Wait for the ledger writes still under way (on closing the client)."""
@@ -234,15 +239,18 @@ class IdempotencyMiddleware:
     async def _settle_failure(
         self,
         key: str,
+        token: str,
         print_: str,
         claim: Claim,
         exc: VexoraError,
+        *,
         trace: Trace | None,
     ) -> None:
         """Record what a create that failed with *exc* leaves behind."""
         if isinstance(exc, RequestRejected) and exc.confirmed:
             await self._settle(
                 key,
+                token,
                 print_,
                 EntryState.REJECTED,
                 code=exc.code,
@@ -253,17 +261,18 @@ class IdempotencyMiddleware:
             # An unconfirmed refusal may be the duplicate refusal of a paid
             # payout, and a collision leaves the tradeNo taken: the next call
             # must ask the gateway, not answer from here.
-            await self._settle(key, print_, EntryState.UNKNOWN, trace=trace)
+            await self._settle(key, token, print_, EntryState.UNKNOWN, trace=trace)
         elif verdict(exc) is not Executed.NO or claim.prior is not None:
             # May have executed now, or an earlier attempt's outcome is
             # unknown and this one changed nothing: unknown it stays.
-            await self._settle(key, print_, EntryState.UNKNOWN, trace=trace)
+            await self._settle(key, token, print_, EntryState.UNKNOWN, trace=trace)
         else:
-            await self._record(self.ledger.release(key), key, trace)
+            await self._record(self.ledger.release(key, token=token), key, trace)
 
     async def _settle(
         self,
         key: str,
+        token: str,
         print_: str,
         state: EntryState,
         *,
@@ -280,27 +289,31 @@ class IdempotencyMiddleware:
             code=code,
             msg=msg,
         )
-        await self._record(self.ledger.settle(key, entry), key, trace)
+        await self._record(self.ledger.settle(key, entry, token=token), key, trace)
 
     async def _record(
-        self, operation: Awaitable[None], key: str, trace: Trace | None = None
+        self, operation: Awaitable[bool], key: str, trace: Trace | None = None
     ) -> None:
         # The outcome is already decided at the gateway: a ledger that fails
         # to record it must not turn a paid payout into an error for the
         # caller. The next call with this tradeNo reconciles (the entry is
         # in flight until its lease runs out, then taken over).
         try:
-            await operation
+            applied = await operation
         except Exception:
             logger.exception("the ledger failed to record key=%s", key)
-            if trace is not None:
-                trace.emit(
-                    LedgerEvent(
-                        operation=trace.operation,
-                        trade_no=trace.trade_no,
-                        action=LedgerAction.SETTLE_FAILED,
-                    )
-                )
+            _emit_ledger(trace, LedgerAction.SETTLE_FAILED)
+            return
+        if applied is False:
+            # Our claim outlived its lease and another worker took the
+            # tradeNo over: its record wins; it reconciles with the gateway.
+            logger.warning(
+                "the ledger fenced off a stale claim on key=%s: another worker "
+                "took this tradeNo over after the claim lease ran out; its "
+                "record stands",
+                key,
+            )
+            _emit_ledger(trace, LedgerAction.FENCED)
 
     def _answer_from_ledger(self, call: Call, claim: Claim) -> object:
         prior = claim.prior
@@ -334,6 +347,15 @@ class IdempotencyMiddleware:
         raise _unknown(
             call,
             "another worker is sending this tradeNo right now; query it later",
+        )
+
+
+def _emit_ledger(trace: Trace | None, action: LedgerAction) -> None:
+    if trace is not None:
+        trace.emit(
+            LedgerEvent(
+                operation=trace.operation, trade_no=trace.trade_no, action=action
+            )
         )
 
 

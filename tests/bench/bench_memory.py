@@ -121,14 +121,14 @@ async def ledger(n: int) -> dict[str, Any]:
     for i in range(n):
         key = f"{MERCHANT_NO}:create_payout:VXBENCH{i:012d}"
         print_ = f"{i:064x}"
-        await store.claim(key, print_, lease=180.0)
+        claim = await store.claim(key, print_, lease=180.0)
         entry = LedgerEntry(
             state=EntryState.ACCEPTED,
             fingerprint=print_,
             updated_at=time.time(),
             data={**data, "tradeNo": key[-19:]},
         )
-        await store.settle(key, entry)
+        await store.settle(key, entry, token=claim.token or "")
     peak = peak_rss_mb()
     return {
         "scenario": "ledger",

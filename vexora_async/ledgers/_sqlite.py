@@ -20,9 +20,18 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._ledger import Claim, EntryState, LedgerEntry, may_take_over
-from ._validation import check_callable, check_delay, check_path
-from .exceptions import LedgerError
+from vexora_async._validation import check_callable, check_delay, check_path
+from vexora_async.exceptions import LedgerError
+
+from ._protocol import (
+    Claim,
+    EntryState,
+    LedgerEntry,
+    check_lease,
+    check_settled,
+    may_take_over,
+    new_token,
+)
 
 
 if TYPE_CHECKING:
@@ -37,7 +46,8 @@ CREATE TABLE IF NOT EXISTS vexora_ledger (
     updated_at REAL NOT NULL,
     data TEXT,
     code TEXT,
-    msg TEXT
+    msg TEXT,
+    token TEXT
 )
 """
 
@@ -92,6 +102,11 @@ class SQLiteLedger:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+            columns = {
+                row[1] for row in self._db.execute("PRAGMA table_info(vexora_ledger)")
+            }
+            if "token" not in columns:  # a file from before fencing tokens
+                self._db.execute("ALTER TABLE vexora_ledger ADD COLUMN token TEXT")
 
     async def __aenter__(self) -> SQLiteLedger:  # noqa: PYI034 - Self needs 3.11
         return self
@@ -109,10 +124,11 @@ class SQLiteLedger:
 
     async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
         """See :meth:`vexora_async.Ledger.claim`; atomic across processes."""
+        check_lease(lease)
         return await asyncio.to_thread(self._claim, key, fingerprint, lease)
 
     def _claim(self, key: str, fingerprint: str, lease: float) -> Claim:
-        now = self._clock()
+        token = new_token()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -122,6 +138,9 @@ class SQLiteLedger:
                     (key,),
                 ).fetchone()
                 prior = None if row is None else _row_to_entry(row)
+                # Read under the write lock: every process judges the lease
+                # by the time its claim is serialised at.
+                now = self._clock()
                 if prior is not None and not may_take_over(
                     prior, fingerprint, now, lease
                 ):
@@ -129,42 +148,53 @@ class SQLiteLedger:
                     return Claim(granted=False, prior=prior)
                 self._db.execute(
                     "INSERT OR REPLACE INTO vexora_ledger "
-                    "(key, state, fingerprint, updated_at) VALUES (?, ?, ?, ?)",
-                    (key, EntryState.IN_FLIGHT.value, fingerprint, now),
+                    "(key, state, fingerprint, updated_at, token) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, EntryState.IN_FLIGHT.value, fingerprint, now, token),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        return Claim(granted=True, prior=prior)
+        return Claim(granted=True, prior=prior, token=token)
 
-    async def settle(self, key: str, entry: LedgerEntry) -> None:
-        """See :meth:`vexora_async.Ledger.settle`."""
-        await asyncio.to_thread(self._settle, key, entry)
+    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+        """See :meth:`vexora_async.Ledger.settle`; fenced by *token*."""
+        check_settled(entry)
+        return await asyncio.to_thread(self._settle, key, entry, token)
 
-    def _settle(self, key: str, entry: LedgerEntry) -> None:
+    def _settle(self, key: str, entry: LedgerEntry, token: str) -> bool:
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO vexora_ledger "
-                "(key, state, fingerprint, updated_at, data, code, msg) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            cursor = self._db.execute(
+                "UPDATE vexora_ledger SET state = ?, fingerprint = ?, "
+                "updated_at = ?, data = ?, code = ?, msg = ? "
+                "WHERE key = ? AND state = ? AND token = ?",
                 (
-                    key,
                     entry.state.value,
                     entry.fingerprint,
-                    entry.updated_at,
+                    self._clock(),
                     _dump(entry.data),
                     entry.code,
                     entry.msg,
+                    key,
+                    EntryState.IN_FLIGHT.value,
+                    token,
                 ),
             )
+            return cursor.rowcount == 1
 
-    async def release(self, key: str) -> None:
-        """See :meth:`vexora_async.Ledger.release`."""
-        await asyncio.to_thread(
-            self._execute, "DELETE FROM vexora_ledger WHERE key = ?", key
-        )
+    async def release(self, key: str, *, token: str) -> bool:
+        """See :meth:`vexora_async.Ledger.release`; fenced by *token*."""
+        return await asyncio.to_thread(self._release, key, token)
+
+    def _release(self, key: str, token: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM vexora_ledger WHERE key = ? AND state = ? AND token = ?",
+                (key, EntryState.IN_FLIGHT.value, token),
+            )
+            return cursor.rowcount == 1
 
     async def get(self, key: str) -> LedgerEntry | None:
         """See :meth:`vexora_async.Ledger.get`."""
@@ -195,7 +225,3 @@ class SQLiteLedger:
                 (cutoff, EntryState.ACCEPTED.value, EntryState.REJECTED.value),
             )
             return cursor.rowcount
-
-    def _execute(self, sql: str, key: str) -> None:
-        with self._lock:
-            self._db.execute(sql, (key,))

@@ -1,0 +1,208 @@
+"""The PostgreSQL ledger's own rules, on the real server.
+
+Claims inside the caller's transaction, the shipped table, pruning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from psycopg import sql
+from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
+
+from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
+from servers import drop_table, postgres_pool, unique
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import psycopg_pool
+
+SHIPPED = (
+    Path(__file__).parent.parent / "vexora_async" / "ledgers" / "postgres_ledger.sql"
+)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[psycopg_pool.AsyncConnectionPool[Any]]:
+    """An open pool on the test server."""
+    opened = await postgres_pool()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def ledger(
+    pool: psycopg_pool.AsyncConnectionPool[Any],
+) -> AsyncIterator[PostgresLedger]:
+    """A ledger on a table of its own."""
+    table = unique("ledger_")
+    made = PostgresLedger(pool, table=table)
+    await made.create_table()
+    yield made
+    await drop_table(pool, table)
+
+
+def gateway(posts: list[httpx.Request]) -> Any:
+    """Return a handler that accepts payouts and counts them."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return httpx.Response(200, json=envelope(payout_data()))
+
+    return handle
+
+
+def client_for(ledger: PostgresLedger, posts: list[httpx.Request]) -> VexoraClient:
+    """Return a client over *ledger* whose payouts go to a counting gateway."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(gateway(posts)))
+    return VexoraClient(MERCHANT_NO, SECRET, BASE_URL, http_client=http, ledger=ledger)
+
+
+async def make_payouts_table(pool: psycopg_pool.AsyncConnectionPool[Any]) -> str:
+    """Create the merchant's own payouts table; return its name."""
+    table = unique("payouts_")
+    async with pool.connection() as conn:
+        await conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, trade_no text)").format(
+                sql.Identifier(table)
+            )
+        )
+    return table
+
+
+async def test_claim_in_the_callers_transaction_commits_with_it(
+    pool: psycopg_pool.AsyncConnectionPool[Any], ledger: PostgresLedger
+) -> None:
+    """The payout row and the claim commit together; the payout is sent once."""
+    posts: list[httpx.Request] = []
+    payouts = await make_payouts_table(pool)
+    request = make_payout()
+    client = client_for(ledger, posts)
+    async with client.http_client, client:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.SQL("INSERT INTO {} VALUES (1, %s)").format(
+                    sql.Identifier(payouts)
+                ),
+                (request.trade_no,),
+            )
+            claim = await ledger.claim_payout(conn, client, request)
+        assert claim.granted
+        key = f"{MERCHANT_NO}:create_payout:{request.trade_no}"
+        entry = await ledger.get(key)
+        assert entry is not None
+        assert entry.state is EntryState.IN_FLIGHT
+
+        result = await client.create_payout(request)  # takes the claim over
+        again = await client.create_payout(request)  # answered by the ledger
+
+    assert result == again
+    assert len(posts) == 1
+    await drop_table(pool, payouts)
+
+
+class Boom(Exception):
+    """The caller's transaction fails after the claim."""
+
+
+async def claim_and_fail(
+    conn: Any, ledger: PostgresLedger, client: VexoraClient
+) -> bool:
+    """Claim in a transaction that then rolls back; return whether granted."""
+    granted = False
+    try:
+        async with conn.transaction():
+            granted = (await ledger.claim_payout(conn, client, make_payout())).granted
+            raise Boom  # noqa: TRY301 - the point: fail inside the transaction
+    except Boom:
+        pass
+    return granted
+
+
+async def test_a_rolled_back_claim_leaves_nothing(
+    pool: psycopg_pool.AsyncConnectionPool[Any], ledger: PostgresLedger
+) -> None:
+    """Roll back the transaction: no claim, and the payout is sent normally."""
+    posts: list[httpx.Request] = []
+    request = make_payout()
+    client = client_for(ledger, posts)
+    async with client.http_client, client:
+        async with pool.connection() as conn:
+            granted = await claim_and_fail(conn, ledger, client)
+        assert granted
+        key = f"{MERCHANT_NO}:create_payout:{request.trade_no}"
+        assert await ledger.get(key) is None
+
+        await client.create_payout(request)
+
+    assert len(posts) == 1
+
+
+async def test_claim_payout_refuses_a_settled_trade_no_and_another_ledger(
+    pool: psycopg_pool.AsyncConnectionPool[Any], ledger: PostgresLedger
+) -> None:
+    """A tradeNo already paid is not granted; the client must use this ledger."""
+    posts: list[httpx.Request] = []
+    request = make_payout()
+    client = client_for(ledger, posts)
+    async with client.http_client, client:
+        await client.create_payout(request)
+        async with pool.connection() as conn:
+            claim = await ledger.claim_payout(conn, client, request)
+        stranger = VexoraClient(MERCHANT_NO, SECRET, BASE_URL)
+        async with stranger, pool.connection() as conn:
+            with pytest.raises(ValueError, match="does not use this ledger"):
+                await ledger.claim_payout(conn, stranger, request)
+
+    assert not claim.granted
+    assert claim.prior is not None
+    assert claim.prior.state is EntryState.ACCEPTED
+
+
+async def test_the_table_is_the_shipped_sql_and_creating_it_twice_is_fine(
+    pool: psycopg_pool.AsyncConnectionPool[Any],
+) -> None:
+    """create_table runs postgres_ledger.sql (for the default name); idempotent."""
+    assert PostgresLedger(pool).schema() == SHIPPED.read_text()
+    table = unique("ledger_")
+    ledger = PostgresLedger(pool, table=f"public.{table}")
+    await ledger.create_table()
+    await ledger.create_table()
+    assert "PostgresLedger(table='public." in repr(ledger)
+    await drop_table(pool, table)
+
+
+async def test_prune_drops_old_settled_entries_only(ledger: PostgresLedger) -> None:
+    """Pruning keeps unknown and in-flight entries, whatever their age."""
+    for key, state in (("a", EntryState.ACCEPTED), ("u", EntryState.UNKNOWN)):
+        claim = await ledger.claim(key, "f", lease=60)
+        entry = LedgerEntry(state=state, fingerprint="f", updated_at=0)
+        await ledger.settle(key, entry, token=claim.token or "")
+    await ledger.claim("i", "f", lease=60)
+
+    assert await ledger.prune(dt.timedelta(days=1)) == 0
+    assert await ledger.prune(dt.timedelta(0)) == 1
+    assert await ledger.get("a") is None
+    assert await ledger.get("u") is not None
+    assert await ledger.get("i") is not None
+
+
+async def test_the_server_judges_leases_by_its_own_clock(
+    pool: psycopg_pool.AsyncConnectionPool[Any], ledger: PostgresLedger
+) -> None:
+    """An entry's time is the server's now()."""
+    await ledger.claim("k", "f", lease=60)
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT extract(epoch FROM now())")
+        row = await cursor.fetchone()
+    stored = await ledger.get("k")
+
+    assert row is not None
+    assert stored is not None
+    assert 0 <= float(row[0]) - stored.updated_at < 1

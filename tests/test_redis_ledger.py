@@ -1,0 +1,201 @@
+"""The Redis ledger's own rules, and the Redis notification store.
+
+TTLs, scripts and ownership, on fakeredis and on the real server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Any
+
+import fakeredis
+import pytest
+import redis.asyncio
+from vexora_async import (
+    EntryState,
+    LedgerEntry,
+    NotificationStore,
+    RedisLedger,
+    RedisNotificationStore,
+)
+from vexora_async.ledgers import _redis
+
+from servers import redis_url, unique
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[redis.asyncio.Redis]:
+    """A Redis client: fakeredis, then the real server."""
+    if request.param == "fakeredis":
+        fake = fakeredis.FakeAsyncRedis()
+        yield fake
+        await fake.aclose()
+        return
+    real = redis.asyncio.Redis.from_url(redis_url())
+    yield real
+    await real.aclose()
+
+
+def settled(state: EntryState) -> LedgerEntry:
+    """Return an outcome entry."""
+    return LedgerEntry(state=state, fingerprint="f", updated_at=0.0)
+
+
+async def test_settled_entries_expire_and_open_ones_never(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Accepted and rejected entries get the TTL; unknown and in-flight none."""
+    prefix = unique("ttl:")
+    ledger = RedisLedger(client, prefix=prefix, settled_ttl=dt.timedelta(days=2))
+    for key, state in (
+        ("a", EntryState.ACCEPTED),
+        ("r", EntryState.REJECTED),
+        ("u", EntryState.UNKNOWN),
+    ):
+        claim = await ledger.claim(key, "f", lease=60)
+        assert await ledger.settle(key, settled(state), token=claim.token or "")
+    await ledger.claim("i", "f", lease=60)
+
+    ttls = {k: await client.ttl(prefix + k) for k in "arui"}
+
+    assert 2 * 86400 - 5 <= ttls["a"] <= 2 * 86400
+    assert 2 * 86400 - 5 <= ttls["r"] <= 2 * 86400
+    assert (ttls["u"], ttls["i"]) == (-1, -1)
+
+
+async def test_taking_over_an_unknown_entry_keeps_it_from_expiring(
+    client: redis.asyncio.Redis,
+) -> None:
+    """A claim never inherits a TTL: an in-flight entry must not vanish."""
+    prefix = unique("ttl:")
+    ledger = RedisLedger(client, prefix=prefix)
+    claim = await ledger.claim("k", "f", lease=60)
+    await ledger.settle("k", settled(EntryState.UNKNOWN), token=claim.token or "")
+
+    again = await ledger.claim("k", "f", lease=60)
+
+    assert again.granted
+    assert await client.ttl(prefix + "k") == -1
+
+
+async def test_no_ttl_keeps_settled_entries(client: redis.asyncio.Redis) -> None:
+    """settled_ttl=None: nothing expires."""
+    prefix = unique("ttl:")
+    ledger = RedisLedger(client, prefix=prefix, settled_ttl=None)
+    claim = await ledger.claim("k", "f", lease=60)
+    await ledger.settle("k", settled(EntryState.ACCEPTED), token=claim.token or "")
+
+    assert await client.ttl(prefix + "k") == -1
+
+
+async def test_the_ledger_reads_a_client_decoding_responses() -> None:
+    """A user's client with decode_responses=True works the same."""
+    ledger = RedisLedger(fakeredis.FakeAsyncRedis(decode_responses=True))
+    claim = await ledger.claim("k", "f", lease=60)
+    data = {"tradeNo": "k"}
+    entry = LedgerEntry(
+        state=EntryState.ACCEPTED, fingerprint="f", updated_at=0, data=data
+    )
+    assert await ledger.settle("k", entry, token=claim.token or "")
+
+    stored = await ledger.get("k")
+
+    assert stored is not None
+    assert stored.data == data
+    assert not (await ledger.claim("k", "f", lease=60)).granted
+
+
+def test_each_script_touches_only_its_one_key() -> None:
+    """Cluster-safe: every key a script names is KEYS[1]."""
+    for script in (_redis.CLAIM_SCRIPT, _redis.SETTLE_SCRIPT, _redis.RELEASE_SCRIPT):
+        assert set(re.findall(r"KEYS\[(\d+)\]", script)) == {"1"}
+
+
+async def test_from_url_owns_its_client_and_hides_the_url() -> None:
+    """from_url's client is closed by aclose; repr never shows a password."""
+    ledger = RedisLedger.from_url(
+        "redis://:hunter2@127.0.0.1:1/0", prefix="p:", settled_ttl=None
+    )
+    assert "hunter2" not in repr(ledger)
+    assert ledger._owned
+    await ledger.aclose()
+    user_owned = RedisLedger(fakeredis.FakeAsyncRedis())
+    assert not user_owned._owned
+    await user_owned.aclose()  # leaves the user's client alone
+    with pytest.raises(ValueError, match="settled_ttl"):
+        RedisLedger(fakeredis.FakeAsyncRedis(), settled_ttl=dt.timedelta(0))
+
+
+async def test_the_real_server_judges_leases_by_its_own_clock() -> None:
+    """An entry's time is the server's TIME, whatever the worker's clock says."""
+    client = redis.asyncio.Redis.from_url(redis_url())
+    async with client:
+        ledger = RedisLedger(client, prefix=unique("clock:"))
+        await ledger.claim("k", "f", lease=60)
+        seconds, micros = await client.time()
+        stored = await ledger.get("k")
+
+    assert stored is not None
+    assert 0 <= seconds + micros / 1e6 - stored.updated_at < 1
+
+
+# -- the notification store ----------------------------------------------------
+
+
+async def test_notification_store_remembers_keys_for_its_ttl(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Handled keys are shared through Redis and expire after the TTL."""
+    prefix = unique("n:")
+    store = RedisNotificationStore(client, prefix=prefix, ttl=dt.timedelta(hours=1))
+    other_replica = RedisNotificationStore(client, prefix=prefix)
+    assert isinstance(store, NotificationStore)
+
+    assert not await store.was_handled("payout:T1:0000")
+    await store.mark_handled("payout:T1:0000")
+
+    assert await other_replica.was_handled("payout:T1:0000")
+    assert 3590 <= await client.ttl(prefix + "payout:T1:0000") <= 3600
+    assert not await other_replica.was_handled("payout:T2:0000")
+
+
+async def test_notification_store_from_url_and_checks() -> None:
+    """from_url owns its client; repr hides the URL; a TTL is at least 1 s."""
+    store = RedisNotificationStore.from_url("redis://:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in repr(store)
+    await store.aclose()
+    await RedisNotificationStore(fakeredis.FakeAsyncRedis()).aclose()
+    with pytest.raises(ValueError, match="ttl"):
+        RedisNotificationStore(fakeredis.FakeAsyncRedis(), ttl=dt.timedelta(0))
+
+
+async def test_receiver_replicas_share_deduplication() -> None:
+    """Two receivers over one Redis: the second delivery reads as handled."""
+    from vexora_async import NotificationReceiver  # noqa: PLC0415
+
+    from conftest import CALLBACK_BODY, SECRET  # noqa: PLC0415
+
+    server = fakeredis.FakeServer()
+    seen: list[bool] = []
+
+    async def handler(notification: Any, *, already_handled: bool) -> None:
+        seen.append(already_handled)
+
+    replicas = [
+        NotificationReceiver(
+            SECRET,
+            handler,
+            store=RedisNotificationStore(fakeredis.FakeAsyncRedis(server=server)),
+        )
+        for _ in range(2)
+    ]
+    for replica in replicas:
+        response = await replica.respond(CALLBACK_BODY)
+        assert response.acknowledged
+
+    assert seen == [False, True]

@@ -1,0 +1,69 @@
+"""Ledgers: where the SDK records each tradeNo it claims, sends and settles.
+
+One protocol (:class:`Ledger`, with fencing tokens) and four stores:
+
+- :class:`MemoryLedger`: this process (the default);
+- :class:`SQLiteLedger`: the processes of one machine (standard library);
+- :class:`RedisLedger`: many machines (the ``redis`` extra);
+- :class:`PostgresLedger`: many machines, and claims inside your own
+  PostgreSQL transaction (the ``postgres`` extra).
+
+The Redis and PostgreSQL ledgers import their drivers only when first
+used, so ``import vexora_async`` works without either installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._memory import MemoryLedger
+from ._protocol import Claim, EntryState, Ledger, LedgerEntry, may_take_over
+from ._sqlite import SQLiteLedger
+
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresLedger
+    from ._redis import RedisLedger
+
+
+__all__ = [
+    "Claim",
+    "EntryState",
+    "Ledger",
+    "LedgerEntry",
+    "MemoryLedger",
+    "PostgresLedger",
+    "RedisLedger",
+    "SQLiteLedger",
+    "may_take_over",
+]
+
+#: The names behind an extra: name -> (module, extra).
+LAZY = {
+    "PostgresLedger": ("vexora_async.ledgers._postgres", "postgres"),
+    "RedisLedger": ("vexora_async.ledgers._redis", "redis"),
+    # The callback receiver's store lives beside the receiver, not here.
+    "RedisNotificationStore": ("vexora_async._redis_notifications", "redis"),
+}
+
+
+def load(name: str) -> object:
+    """Import the module behind *name* on first use, with an extra's hint."""
+    module_name, extra = LAZY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = (
+            f"{name} needs the {extra!r} extra: "
+            f"python -m pip install 'vexora-async[{extra}]' ({exc})"
+        )
+        raise ImportError(msg) from exc
+    return getattr(module, name)
+
+
+def __getattr__(name: str) -> object:
+    if name in LAZY:
+        return load(name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

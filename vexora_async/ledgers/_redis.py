@@ -1,0 +1,220 @@
+"""A ledger in Redis (or Valkey), shared by workers on many machines.
+
+Claim, settle and release are each one Lua script on one key, so each is
+atomic on the server and safe on Redis Cluster (a script touches only the
+slot of its key). Leases are judged by the server's clock (``TIME``), not
+by each worker's. Settled entries expire after *settled_ttl*; ``UNKNOWN``
+and ``IN_FLIGHT`` entries never expire: they still need reconciling.
+
+Each entry is a hash: ``s`` state, ``f`` fingerprint, ``t`` the server's
+time of the last change (epoch seconds), ``o`` the owner's fencing token
+while in flight, and ``d`` (JSON), ``c``, ``m`` for the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio
+
+from ._protocol import (
+    Claim,
+    EntryState,
+    LedgerEntry,
+    check_lease,
+    check_settled,
+    new_token,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_NOW = """
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+"""
+
+#: KEYS[1] the entry; ARGV fingerprint, lease (s), new token.
+#: Returns {granted (0/1), the prior entry as HGETALL pairs}.
+CLAIM_SCRIPT = (
+    _NOW
+    + """
+local prior = redis.call('HGETALL', KEYS[1])
+if #prior > 0 then
+  local e = {}
+  for i = 1, #prior, 2 do e[prior[i]] = prior[i + 1] end
+  local free = false
+  if e['f'] == ARGV[1] then
+    if e['s'] == 'unknown' then
+      free = true
+    elseif e['s'] == 'in_flight'
+        and tonumber(now) - tonumber(e['t']) > tonumber(ARGV[2]) then
+      free = true
+    end
+  end
+  if not free then return {0, prior} end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'in_flight', 'f', ARGV[1], 't', now, 'o', ARGV[3])
+return {1, prior}
+"""
+)
+
+#: KEYS[1] the entry; ARGV token, TTL (s, 0: none), then field/value pairs.
+#: Returns 1 when recorded, 0 when fenced off.
+SETTLE_SCRIPT = (
+    """
+local cur = redis.call('HMGET', KEYS[1], 's', 'o')
+if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then return 0 end
+"""
+    + _NOW
+    + """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 't', now, unpack(ARGV, 3))
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+)
+
+#: KEYS[1] the entry; ARGV token. Returns 1 when released, 0 when fenced off.
+RELEASE_SCRIPT = """
+local cur = redis.call('HMGET', KEYS[1], 's', 'o')
+if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(pairs: Sequence[bytes | str] | dict[Any, Any]) -> LedgerEntry | None:
+    if isinstance(pairs, dict):
+        fields = {_text(k): _text(v) for k, v in pairs.items()}
+    else:
+        texts = [_text(p) for p in pairs]
+        fields = dict(zip(texts[::2], texts[1::2], strict=True))
+    if not fields:
+        return None
+    data = fields.get("d")
+    return LedgerEntry(
+        state=EntryState(fields["s"]),
+        fingerprint=fields["f"],
+        updated_at=float(fields["t"]),
+        data=None if data is None else json.loads(data, parse_float=Decimal),
+        code=fields.get("c"),
+        msg=fields.get("m"),
+    )
+
+
+class RedisLedger:
+    """A :class:`~vexora_async.Ledger` in Redis or Valkey (the ``redis`` extra).
+
+    *redis_client* is a ``redis.asyncio.Redis`` (or ``RedisCluster``) you
+    own and close; :meth:`from_url` makes one this ledger owns and closes
+    in :meth:`aclose`. Keys are *prefix* + the SDK's key (merchant,
+    operation, tradeNo). Accepted and rejected entries expire after
+    *settled_ttl* (default 30 days; ``None`` keeps them): a forgotten
+    tradeNo sent again is refused by the gateway as a duplicate and found
+    by a status query, never paid twice. Unknown and in-flight entries
+    never expire. Run Redis with ``maxmemory-policy noeviction`` (see
+    "Running many workers").
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.asyncio.Redis,
+        *,
+        prefix: str = "vexora:ledger:",
+        settled_ttl: dt.timedelta | None = dt.timedelta(days=30),
+    ) -> None:
+        if settled_ttl is not None and settled_ttl.total_seconds() < 1:
+            msg = "settled_ttl must be at least one second, or None"
+            raise ValueError(msg)
+        self.redis = redis_client
+        self.prefix = prefix
+        self._ttl = 0 if settled_ttl is None else int(settled_ttl.total_seconds())
+        self._owned = False
+        self._claim = redis_client.register_script(CLAIM_SCRIPT)
+        self._settle = redis_client.register_script(SETTLE_SCRIPT)
+        self._release = redis_client.register_script(RELEASE_SCRIPT)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "vexora:ledger:",
+        settled_ttl: dt.timedelta | None = dt.timedelta(days=30),
+        **options: Any,  # noqa: ANN401 - passed through to redis-py
+    ) -> RedisLedger:
+        """Connect to *url* (``redis://...``); :meth:`aclose` closes it.
+
+        *options* go to ``redis.asyncio.Redis.from_url``.
+        """
+        ledger = cls(
+            redis.asyncio.Redis.from_url(url, **options),
+            prefix=prefix,
+            settled_ttl=settled_ttl,
+        )
+        ledger._owned = True
+        return ledger
+
+    def __repr__(self) -> str:
+        # Never the client's URL: it may hold a password.
+        return f"RedisLedger(prefix={self.prefix!r})"
+
+    async def __aenter__(self) -> RedisLedger:  # noqa: PYI034 - Self needs 3.11
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the Redis client if :meth:`from_url` made it."""
+        if self._owned:
+            await self.redis.aclose()
+
+    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+        """See :meth:`~vexora_async.Ledger.claim`; one script, server time."""
+        check_lease(lease)
+        token = new_token()
+        granted, prior = await self._claim(
+            keys=[self.prefix + key], args=[fingerprint, repr(float(lease)), token]
+        )
+        entry = _entry(prior)
+        if int(granted):
+            return Claim(granted=True, prior=entry, token=token)
+        return Claim(granted=False, prior=entry)
+
+    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+        """See :meth:`~vexora_async.Ledger.settle`; one script."""
+        check_settled(entry)
+        fields: list[str] = ["s", entry.state.value, "f", entry.fingerprint]
+        if entry.data is not None:
+            # Amounts are Decimals; keep their exact text.
+            fields += ["d", json.dumps(entry.data, default=str)]
+        if entry.code is not None:
+            fields += ["c", entry.code]
+        if entry.msg is not None:
+            fields += ["m", entry.msg]
+        ttl = 0 if entry.state is EntryState.UNKNOWN else self._ttl
+        applied = await self._settle(
+            keys=[self.prefix + key], args=[token, ttl, *fields]
+        )
+        return bool(int(applied))
+
+    async def release(self, key: str, *, token: str) -> bool:
+        """See :meth:`~vexora_async.Ledger.release`; one script."""
+        released = await self._release(keys=[self.prefix + key], args=[token])
+        return bool(int(released))
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """See :meth:`~vexora_async.Ledger.get`."""
+        pairs = await self.redis.hgetall(self.prefix + key)
+        return _entry(pairs)

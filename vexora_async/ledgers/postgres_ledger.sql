@@ -1,0 +1,13 @@
+CREATE TABLE IF NOT EXISTS "vexora_ledger" (
+    key         text PRIMARY KEY,
+    state       text NOT NULL
+                CHECK (state IN ('in_flight', 'unknown', 'accepted', 'rejected')),
+    fingerprint text NOT NULL,
+    token       text,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    data        text,
+    code        text,
+    msg         text
+);
+CREATE INDEX IF NOT EXISTS "vexora_ledger_settled_idx" ON "vexora_ledger" (updated_at)
+    WHERE state IN ('accepted', 'rejected');
