@@ -14,7 +14,7 @@ from vexora_async import VexoraClient
 from vexora_async._cli import main
 from vexora_async.testing import SANDBOX_APP_SECRET, SANDBOX_MERCHANT_NO
 
-from conftest import make_payout
+from tests.helpers import make_payout
 
 
 ROOT = Path(__file__).resolve().parent.parent

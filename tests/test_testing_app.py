@@ -19,7 +19,7 @@ from vexora_async.testing import (
 )
 from vexora_async.testing._recorder import ACCEPTED
 
-from conftest import in_process_client, make_payout
+from tests.helpers import in_process_client, make_payout
 
 
 REMOTE_NOTIFY = "http://merchant.invalid/notify"

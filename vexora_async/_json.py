@@ -32,7 +32,7 @@ def dumps(fields: dict[str, str]) -> bytes:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def loads(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
+def loads(body: bytes) -> Any:
     """Decode an answer; fractions become ``Decimal``.
 
     Raises ``ValueError`` (bad JSON, bad UTF-8) or ``RecursionError`` as

@@ -129,7 +129,7 @@ def codec_steps(calls: int) -> dict[str, float]:
         b'"sign":"49b0add97f2b4b6e51ee264e145e3d13"}'
     )
     answer = _answer("VX20260331004567")
-    from decimal import Decimal  # noqa: PLC0415 - only here
+    from decimal import Decimal
 
     timings = {
         "json.dumps (request)": best_us(
@@ -143,7 +143,7 @@ def codec_steps(calls: int) -> dict[str, float]:
         ),
     }
     try:
-        import orjson  # noqa: PLC0415 - optional
+        import orjson
     except ImportError:
         return timings
     timings["orjson.dumps (request)"] = best_us(lambda: orjson.dumps(body), calls)

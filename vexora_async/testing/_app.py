@@ -153,7 +153,7 @@ class SandboxApp:
             self._http = None
 
     # Self needs Python 3.11 or typing_extensions; one class is enough.
-    async def __aenter__(self) -> SandboxApp:  # noqa: PYI034
+    async def __aenter__(self) -> SandboxApp:
         await self.start()
         return self
 

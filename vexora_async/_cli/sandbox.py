@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from ._cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
+from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
 
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    from .testing._config import (  # noqa: PLC0415 - keeps --help of others fast
+    from vexora_async.testing._config import (
         SANDBOX_APP_SECRET,
         SANDBOX_MERCHANT_NO,
     )
@@ -68,8 +68,8 @@ async def _until_stopped() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .exceptions import VexoraError  # noqa: PLC0415 - keeps --help fast
-    from .testing import FakeGateway, SandboxConfig, serve_sandbox  # noqa: PLC0415
+    from vexora_async.exceptions import VexoraError
+    from vexora_async.testing import FakeGateway, SandboxConfig, serve_sandbox
 
     try:
         gateway = FakeGateway(
@@ -83,22 +83,22 @@ def _run(args: argparse.Namespace) -> int:
         if args.fault_rate:
             gateway.faults.at_rate(args.fault_rate, seed=args.seed)
     except VexoraError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - a CLI
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     async def serve() -> None:
         async with serve_sandbox(gateway, host=args.host, port=args.port) as url:
-            print(f"Vexora sandbox serving at {url}")  # noqa: T201 - a CLI
-            print(f"  merchant_no = {args.merchant_no}")  # noqa: T201
-            print("  app_secret  = (as given to --app-secret)")  # noqa: T201
-            print("Press Ctrl-C to stop.", flush=True)  # noqa: T201
+            print(f"Vexora sandbox serving at {url}")
+            print(f"  merchant_no = {args.merchant_no}")
+            print("  app_secret  = (as given to --app-secret)")
+            print("Press Ctrl-C to stop.", flush=True)
             await _until_stopped()
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve())
     except VexoraError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - a CLI
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
 
