@@ -1,26 +1,64 @@
-"""Sessions for tests, lint, typecheck, docs, the demo and benchmarks."""
+"""Every gate CI runs, plus the demo and the benchmarks.
+
+``nox`` alone runs what CI runs (see ``.ci/run``); ``nox -s tests`` runs the
+test suite on every supported Python it finds. Outside CI a Python that is
+not installed is skipped; with ``CI`` set (or ``--error-on-missing-
+interpreters``) it is an error.
+"""
 
 from __future__ import annotations
 
-import os
+import shutil
+import sys
+from pathlib import Path
 
 import nox
 
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "docs",
+    "tests",
+    "coverage",
+    "minimal",
+    "package",
+]
+
+#: The Pythons the package supports (pyproject's classifiers).
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: The floor for branch coverage over the combined runs of every Python.
+COVERAGE_FLOOR = 95
+ROOT = Path(__file__).resolve().parent
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite with coverage."""
+    """Run the test suite with branch coverage, on each supported Python.
+
+    Each Python writes its own data file (``.coverage.py3.X``) and reports
+    it; the ``coverage`` session combines them and applies the floor.
+    """
     session.install("-e", ".[tests]")
+    env = {"COVERAGE_FILE": f".coverage.py{session.python}"}
     # coverage starts before pytest: the package's own pytest plugin (an
     # entry point) imports vexora_async before pytest-cov could start, which
     # would count every module's top level as never run.
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
-    session.run("coverage", "report")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    session.run("coverage", "report", "--skip-covered", env=env)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine the tests sessions' coverage; fail under the floor."""
+    session.install("coverage[toml]>=7.4")
+    data = sorted(Path().glob(".coverage.py*"))
+    if not data:
+        session.error("no coverage data: run `nox -s tests` first")
+    session.run("coverage", "combine", "--keep", *data)
+    session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
 
 
 @nox.session
@@ -33,14 +71,27 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict over the package, the tests and this file."""
+    """Run mypy --strict over the package, the tests (typing tests too), this file.
+
+    The benchmark scripts import their neighbours by bare name, as scripts
+    do, so they are checked in a run of their own.
+    """
     session.install("-e", ".[typecheck]", "nox")
     session.run("mypy")
+    session.run(
+        "mypy", "--no-namespace-packages", *sorted(Path().glob("tests/bench/*.py"))
+    )
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs; any warning fails the build."""
+    """Build the docs; any warning fails the build.
+
+    The retry diagram is drawn at build time by Graphviz's ``dot``
+    (Debian: ``apt-get install graphviz``; ``.ci/run`` installs it).
+    """
+    if shutil.which("dot") is None:
+        session.error("the docs need Graphviz's `dot` on the PATH")
     session.install("-e", ".[docs]")
     session.run(
         "sphinx-build",
@@ -49,8 +100,50 @@ def docs(session: nox.Session) -> None:
         "-b",
         "html",
         "docs",
-        os.path.join("docs", "_build", "html"),  # noqa: PTH118 - nox passes strings
+        Path("docs", "_build", "html"),
     )
+
+
+@nox.session
+def minimal(session: nox.Session) -> None:
+    """Install with no extra; run the core calls against the sandbox in process.
+
+    Catches an optional dependency imported where it must not be: the
+    sandbox app runs through ``httpx.ASGITransport`` (httpx is a core
+    dependency), so no extra is needed.
+    """
+    session.install(".")
+    session.run("python", ROOT / "tests" / "smoke" / "no_extras.py")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them, smoke-test the wheel installed.
+
+    The wheel goes into a fresh virtualenv with only the ``testing`` extra;
+    the smoke test runs from outside the source tree.
+    """
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp())
+    dist, venv = tmp / "dist", tmp / "wheel-venv"
+    shutil.rmtree(dist, ignore_errors=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", dist, ROOT)
+    built = sorted(dist.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    (wheel,) = (path for path in built if path.suffix == ".whl")
+    session.run(sys.executable, "-m", "venv", venv, external=True)
+    python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    session.run(
+        python, "-m", "pip", "install", "--quiet", f"{wheel}[testing]", external=True
+    )
+    with session.chdir(tmp):
+        session.run(
+            python,
+            ROOT / "tests" / "smoke" / "installed_wheel.py",
+            ROOT / "docs" / "testing.md",
+            external=True,
+        )
 
 
 @nox.session
@@ -76,4 +169,4 @@ def bench(session: nox.Session) -> None:
         "httptools",
         "matplotlib",
     )
-    session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings
+    session.run("python", Path("tests", "bench", "run.py"), *session.posargs)

@@ -1,22 +1,33 @@
-"""``python -m vexora_async sandbox``: serve the fake gateway on loopback."""
+"""``vexora sandbox``: serve the fake gateway on loopback."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
 import sys
-from typing import TYPE_CHECKING
+
+from vexora_async._version import __version__
 
 from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
 
 
-if TYPE_CHECKING:
-    import argparse
+def _settle_delay(text: str) -> float | None:
+    if text == "never":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"not a number of seconds or 'never': {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
+    # The testing package is imported here, not at the top: the other
+    # commands' --help stays fast.
     from vexora_async.testing._config import (
+        DEFAULT_SETTLE_DELAY,
         SANDBOX_APP_SECRET,
         SANDBOX_MERCHANT_NO,
     )
@@ -33,9 +44,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--settle-delay",
-        type=float,
-        default=2.0,
-        help="seconds before a payout reaches its final status (default 2)",
+        type=_settle_delay,
+        default=DEFAULT_SETTLE_DELAY,
+        metavar="SECONDS",
+        help=(
+            "seconds before an accepted payout reaches its final status "
+            f"(default {DEFAULT_SETTLE_DELAY}, as in SandboxConfig and the pytest "
+            "fixtures; 'never': only when settled through the control endpoint)"
+        ),
     )
     parser.add_argument(
         "--time-scale",
@@ -67,6 +83,42 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
+def banner(url: str, args: argparse.Namespace) -> str:
+    """Return what a client needs to talk to the sandbox at *url*.
+
+    The app secret is shown only when it is the public sandbox one; a
+    secret given on the command line is not echoed.
+    """
+    from vexora_async.testing._config import SANDBOX_APP_SECRET
+    from vexora_async.testing._control import CONTROL_PREFIX
+
+    secret = (
+        args.app_secret
+        if args.app_secret == SANDBOX_APP_SECRET
+        else "(as given to --app-secret)"
+    )
+    settle = (
+        "only through the control endpoint"
+        if args.settle_delay is None
+        else f"{args.settle_delay:g} s after acceptance"
+    )
+    control = url + CONTROL_PREFIX
+    return "\n".join(
+        (
+            f"Vexora sandbox serving at {url} (vexora-async {__version__})",
+            f"  base_url     {url}",
+            f"  merchant_no  {args.merchant_no}",
+            f"  app_secret   {secret}",
+            f"  settles      {settle}",
+            f"  stats        GET  {control}stats",
+            f"  payout       GET  {control}payouts/<tradeNo>",
+            f"  settle now   POST {control}payouts/<tradeNo>/settle",
+            f'  fault        POST {control}faults  {{"fault": "drop"}}',
+            "Press Ctrl-C to stop.",
+        )
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from vexora_async.exceptions import VexoraError
     from vexora_async.testing import FakeGateway, SandboxConfig, serve_sandbox
@@ -88,10 +140,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with serve_sandbox(gateway, host=args.host, port=args.port) as url:
-            print(f"Vexora sandbox serving at {url}")
-            print(f"  merchant_no = {args.merchant_no}")
-            print("  app_secret  = (as given to --app-secret)")
-            print("Press Ctrl-C to stop.", flush=True)
+            print(banner(url, args), flush=True)
             await _until_stopped()
 
     try:
@@ -107,9 +156,9 @@ command = Command(
     name="sandbox",
     help=(
         "Serve the sandbox gateway (vexora_async.testing) on a loopback address "
-        "until interrupted. Point a client at the printed base URL with the "
-        "printed merchant number and app secret. Needs the 'sandbox' extra "
-        "(uvicorn)."
+        "until interrupted. It prints the base URL, merchant number and app "
+        "secret a client needs, and the control and stats endpoints under "
+        "/_sandbox/. Needs the 'sandbox' extra (uvicorn)."
     ),
     configure=_configure,
     run=_run,
