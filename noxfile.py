@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -124,26 +125,33 @@ def package(session: nox.Session) -> None:
     the smoke test runs from outside the source tree.
     """
     session.install("build", "twine")
-    tmp = Path(session.create_tmp())
-    dist, venv = tmp / "dist", tmp / "wheel-venv"
+    dist = Path(session.create_tmp()).resolve() / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    shutil.rmtree(venv, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", dist, ROOT)
     built = sorted(dist.iterdir())
     session.run("twine", "check", "--strict", *built)
     (wheel,) = (path for path in built if path.suffix == ".whl")
-    session.run(sys.executable, "-m", "venv", venv, external=True)
-    python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
-    session.run(
-        python, "-m", "pip", "install", "--quiet", f"{wheel}[testing]", external=True
-    )
-    with session.chdir(tmp):
+    # A fresh virtualenv and a working directory outside the source tree.
+    with tempfile.TemporaryDirectory(prefix="vexora-wheel-") as outside:
+        venv = Path(outside) / "venv"
+        session.run(sys.executable, "-m", "venv", venv, external=True)
+        python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
         session.run(
             python,
-            ROOT / "tests" / "smoke" / "installed_wheel.py",
-            ROOT / "docs" / "testing.md",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            f"{wheel}[testing]",
             external=True,
         )
+        with session.chdir(outside):
+            session.run(
+                python,
+                ROOT / "tests" / "smoke" / "installed_wheel.py",
+                ROOT / "docs" / "testing.md",
+                external=True,
+            )
 
 
 @nox.session
