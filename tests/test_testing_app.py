@@ -203,6 +203,7 @@ class LifespanApp:
         """Answer lifespan messages; hand callbacks to the recorder."""
         if scope["type"] != "lifespan":
             assert "started" in self.events, "a callback before startup"
+            self.events.append(f"callback with {scope['state']}")
             await self.recorder(scope, receive, send)
             return
         while True:
@@ -212,6 +213,7 @@ class LifespanApp:
                     await send({"type": "lifespan.startup.failed", "message": "no db"})
                     return
                 self.events.append("started")
+                scope["state"]["pool"] = "db-pool"
                 await send({"type": "lifespan.startup.complete"})
             else:
                 self.events.append("stopped")
@@ -222,7 +224,9 @@ class LifespanApp:
 async def test_callback_app_lifespan_runs_around_the_sandbox() -> None:
     """The app's startup runs before any callback, its shutdown at the end.
 
-    The notify URL's host is ignored: the app gets the callback in process.
+    Each callback request carries the state the startup set up, as under a
+    server. The notify URL's host is ignored: the app gets the callback in
+    process.
     """
     receiver = LifespanApp()
     app = SandboxApp(quick(), callback_app=receiver)
@@ -230,7 +234,11 @@ async def test_callback_app_lifespan_runs_around_the_sandbox() -> None:
         assert receiver.events == ["started"]
         await client.create_payout(make_payout(trade_no="L1", notify_url=REMOTE_NOTIFY))
         assert await app.drain(5)
-    assert receiver.events == ["started", "stopped"]
+    assert receiver.events == [
+        "started",
+        "callback with {'pool': 'db-pool'}",
+        "stopped",
+    ]
     assert receiver.recorder.verified_trade_nos == {"L1"}
 
 

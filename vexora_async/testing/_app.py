@@ -136,7 +136,7 @@ class SandboxApp:
         wake = asyncio.Event()
         self._wake = wake
         transport = (
-            httpx.ASGITransport(app=self._callback_app)
+            httpx.ASGITransport(app=self._with_lifespan_state(self._callback_app))
             if self._callback_app is not None
             else None
         )
@@ -156,6 +156,20 @@ class SandboxApp:
             lambda: loop.call_soon_threadsafe(wake.set)
         )
         self._runner = asyncio.create_task(self._run(), name="vexora-sandbox-timers")
+
+    def _with_lifespan_state(self, app: ASGIApp) -> ASGIApp:
+        """Give each callback request a copy of the state the lifespan set up.
+
+        As a server does: Starlette and FastAPI read ``request.state`` from it.
+        """
+        lifespan = self._callback_lifespan
+        if lifespan is None:
+            return app
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            await app({**scope, "state": dict(lifespan.state)}, receive, send)
+
+        return with_state
 
     async def aclose(self) -> None:
         """Stop the timer loop and cancel deliveries in flight. Idempotent."""
@@ -312,14 +326,17 @@ class _Lifespan:
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        #: What the app's startup put in its lifespan scope's ``state``.
+        self.state: dict[str, Any] = {}
 
     async def startup(self) -> None:
         """Run the app's startup; raise if it reports a failure."""
         self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        self.state = {}
         scope = {
             "type": "lifespan",
             "asgi": {"version": "3.0", "spec_version": "2.0"},
-            "state": {},
+            "state": self.state,
         }
         task = asyncio.create_task(self._run(scope), name="vexora-lifespan")
         await self._to_app.put({"type": "lifespan.startup"})
