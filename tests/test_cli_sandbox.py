@@ -128,3 +128,26 @@ def test_settle_delay_refuses_words(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sandbox", "--settle-delay", "soon"])
     assert "'never'" in capsys.readouterr().err
+
+
+async def test_sandbox_stops_cleanly_on_a_signal_right_after_its_banner() -> None:
+    """A SIGTERM sent the moment the banner is read still stops it with 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vexora_async",
+        "sandbox",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = b""
+    while not line.startswith(b"Press Ctrl-C"):
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, "the sandbox ended before its banner"
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0

@@ -68,19 +68,20 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
 
 
-async def _until_stopped() -> None:
-    """Wait for SIGINT or SIGTERM.
+def _stop_on_signals() -> asyncio.Event:
+    """Return an event that SIGINT or SIGTERM sets.
 
     Handled on the loop rather than as KeyboardInterrupt: a process started
     in the background inherits SIGINT *ignored*, and a service manager
-    stops with SIGTERM.
+    stops with SIGTERM. Installed before the banner is printed, so that a
+    signal sent as soon as it is read still stops the sandbox cleanly.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
 def banner(url: str, args: argparse.Namespace) -> str:
@@ -139,9 +140,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def serve() -> None:
+        stop = _stop_on_signals()
         async with serve_sandbox(gateway, host=args.host, port=args.port) as url:
             print(banner(url, args), flush=True)
-            await _until_stopped()
+            await stop.wait()
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
