@@ -1,26 +1,68 @@
-"""Sessions for tests, lint, typecheck, docs, the demo and benchmarks."""
+"""Every gate CI runs, plus the demo and the benchmarks.
+
+``nox`` alone runs what CI runs (see ``.ci/run``); ``nox -s tests`` runs the
+test suite on every supported Python it finds. Outside CI a Python that is
+not installed is skipped; with ``CI`` set (or ``--error-on-missing-
+interpreters``) it is an error.
+"""
 
 from __future__ import annotations
 
-import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 import nox
 
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "docs",
+    "tests",
+    "coverage",
+    "minimal",
+    "package",
+]
+
+#: The Pythons the package supports (pyproject's classifiers).
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: The floor for branch coverage over the combined runs of every Python.
+COVERAGE_FLOOR = 95
+ROOT = Path(__file__).resolve().parent
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite with coverage."""
+    """Run the test suite with branch coverage, on each supported Python.
+
+    Each Python writes its own data file (``.coverage.py3.X``) and reports
+    it; the ``coverage`` session combines them and applies the floor.
+    """
     session.install("-e", ".[tests]")
+    env = {"COVERAGE_FILE": f".coverage.py{session.python}"}
     # coverage starts before pytest: the package's own pytest plugin (an
     # entry point) imports vexora_async before pytest-cov could start, which
     # would count every module's top level as never run.
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
-    session.run("coverage", "report")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    session.run("coverage", "report", "--skip-covered", env=env)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine the tests sessions' coverage; fail under the floor."""
+    session.install("coverage[toml]>=7.4")
+    data = sorted(Path().glob(".coverage.py*"))
+    if not data:
+        session.error("no coverage data: run `nox -s tests` first")
+    # Into a file of its own, keeping each Python's: a report on the default
+    # data file would combine (and delete) every .coverage.* by itself.
+    combined = "--data-file=.coverage-combined"
+    session.run("coverage", "combine", "--keep", combined, *data)
+    session.run("coverage", "report", combined, f"--fail-under={COVERAGE_FLOOR}")
 
 
 @nox.session
@@ -33,14 +75,27 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict over the package, the tests and this file."""
+    """Run mypy --strict over the package, the tests (typing tests too), this file.
+
+    The benchmark scripts import their neighbours by bare name, as scripts
+    do, so they are checked in a run of their own.
+    """
     session.install("-e", ".[typecheck]", "nox")
     session.run("mypy")
+    session.run(
+        "mypy", "--no-namespace-packages", *sorted(Path().glob("tests/bench/*.py"))
+    )
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs; any warning fails the build."""
+    """Build the docs; any warning fails the build.
+
+    The retry diagram is drawn at build time by Graphviz's ``dot``
+    (Debian: ``apt-get install graphviz``; ``.ci/run`` installs it).
+    """
+    if shutil.which("dot") is None:
+        session.error("the docs need Graphviz's `dot` on the PATH")
     session.install("-e", ".[docs]")
     session.run(
         "sphinx-build",
@@ -49,8 +104,57 @@ def docs(session: nox.Session) -> None:
         "-b",
         "html",
         "docs",
-        os.path.join("docs", "_build", "html"),  # noqa: PTH118 - nox passes strings
+        Path("docs", "_build", "html"),
     )
+
+
+@nox.session
+def minimal(session: nox.Session) -> None:
+    """Install with no extra; run the core calls against the sandbox in process.
+
+    Catches an optional dependency imported where it must not be: the
+    sandbox app runs through ``httpx.ASGITransport`` (httpx is a core
+    dependency), so no extra is needed.
+    """
+    session.install(".")
+    session.run("python", ROOT / "tests" / "smoke" / "no_extras.py")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them, smoke-test the wheel installed.
+
+    The wheel goes into a fresh virtualenv with only the ``testing`` extra;
+    the smoke test runs from outside the source tree.
+    """
+    session.install("build", "twine")
+    dist = Path(session.create_tmp()).resolve() / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", dist, ROOT)
+    built = sorted(dist.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    (wheel,) = (path for path in built if path.suffix == ".whl")
+    # A fresh virtualenv and a working directory outside the source tree.
+    with tempfile.TemporaryDirectory(prefix="vexora-wheel-") as outside:
+        venv = Path(outside) / "venv"
+        session.run(sys.executable, "-m", "venv", venv, external=True)
+        python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+        session.run(
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            f"{wheel}[testing]",
+            external=True,
+        )
+        with session.chdir(outside):
+            session.run(
+                python,
+                ROOT / "tests" / "smoke" / "installed_wheel.py",
+                ROOT / "docs" / "testing.md",
+                external=True,
+            )
 
 
 @nox.session
@@ -79,7 +183,7 @@ def bench(session: nox.Session) -> None:
         "httptools",
         "matplotlib",
     )
-    session.run("python", os.path.join("tests", "bench", "run.py"), *session.posargs)  # noqa: PTH118 - nox passes strings
+    session.run("python", Path("tests", "bench", "run.py"), *session.posargs)
 
 
 @nox.session
@@ -94,7 +198,7 @@ def crash(session: nox.Session) -> None:
     session.install("-e", ".[tests]")
     session.run(
         "python",
-        os.path.join("tests", "crash_campaign.py"),  # noqa: PTH118 - nox passes strings
+        Path("tests", "crash_campaign.py"),
         "--kills",
         "25",
         "--kill-interval",
@@ -115,6 +219,6 @@ def bench_ledgers(session: nox.Session) -> None:
     session.install("-e", ".[tests]")
     session.run(
         "python",
-        os.path.join("tests", "bench", "bench_ledgers.py"),  # noqa: PTH118 - nox passes strings
+        Path("tests", "bench", "bench_ledgers.py"),
         *session.posargs,
     )

@@ -55,7 +55,7 @@ def ledger_key(trade_no: str) -> str:
 
 def payout(index: int) -> PayoutRequest:
     """Return the campaign's *index*-th payout."""
-    from vexora_async import BankCode, PayoutRequest  # noqa: PLC0415
+    from vexora_async import BankCode, PayoutRequest
 
     return PayoutRequest(
         trade_no=trade_no(index),
@@ -74,18 +74,18 @@ async def open_ledger(store: str, address: str, name: str) -> AsyncIterator[Ledg
     ``memory`` is the control: a ledger per worker, shared by none.
     """
     if store == "memory":
-        from vexora_async import MemoryLedger  # noqa: PLC0415
+        from vexora_async import MemoryLedger
 
         yield MemoryLedger()
         return
     if store == "redis":
-        from vexora_async import RedisLedger  # noqa: PLC0415
+        from vexora_async import RedisLedger
 
         async with RedisLedger.from_url(address, prefix=name) as ledger:
             yield ledger
         return
-    import psycopg_pool  # noqa: PLC0415
-    from vexora_async import PostgresLedger  # noqa: PLC0415
+    import psycopg_pool
+    from vexora_async import PostgresLedger
 
     async with psycopg_pool.AsyncConnectionPool(
         address, min_size=1, max_size=8, open=False
@@ -96,8 +96,8 @@ async def open_ledger(store: str, address: str, name: str) -> AsyncIterator[Ledg
 
 def make_client(gateway_url: str, ledger: Ledger) -> VexoraClient:
     """Return a worker's client: short deadline, lease at its floor."""
-    from vexora_async import RetryPolicy, VexoraClient  # noqa: PLC0415
-    from vexora_async.testing import SANDBOX_APP_SECRET  # noqa: PLC0415
+    from vexora_async import RetryPolicy, VexoraClient
+    from vexora_async.testing import SANDBOX_APP_SECRET
 
     return VexoraClient(
         MERCHANT,
@@ -126,7 +126,7 @@ class Recording:
 
     async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
         """Claim, and log a takeover of an expired claim."""
-        from vexora_async import EntryState  # noqa: PLC0415
+        from vexora_async import EntryState
 
         claim = await self._ledger.claim(key, fingerprint, lease=lease)
         prior = claim.prior
@@ -153,7 +153,7 @@ async def work(args: argparse.Namespace) -> None:
     Writes ``C <tradeNo>`` before and ``D <tradeNo>`` after each call to
     its log, so the campaign knows what a killed worker had in hand.
     """
-    from vexora_async import (  # noqa: PLC0415
+    from vexora_async import (
         ConnectError,
         HTTPStatusError,
         LedgerError,
@@ -313,8 +313,8 @@ def _in_hand(log: Path) -> set[str]:
 
 async def campaign(args: argparse.Namespace, workdir: Path) -> Figures:  # noqa: C901
     """Run one campaign; return its figures."""
-    from vexora_async import EntryState, Operation  # noqa: PLC0415
-    from vexora_async.testing import (  # noqa: PLC0415
+    from vexora_async import EntryState, Operation
+    from vexora_async.testing import (
         FakeGateway,
         Fault,
         SandboxConfig,
@@ -476,7 +476,7 @@ def main(argv: list[str]) -> int:
         args.store = args.store[0]
         asyncio.run(work(args))
         return 0
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
     results: list[Figures] = []
     first_seed = args.seed

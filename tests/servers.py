@@ -50,7 +50,7 @@ def unique(prefix: str) -> str:
 
 async def postgres_pool(max_size: int = 4) -> psycopg_pool.AsyncConnectionPool[Any]:
     """Return an open pool on the test server."""
-    import psycopg_pool  # noqa: PLC0415 - only the tests that need it
+    import psycopg_pool
 
     pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
         postgres_dsn(), min_size=1, max_size=max_size, open=False
@@ -61,7 +61,7 @@ async def postgres_pool(max_size: int = 4) -> psycopg_pool.AsyncConnectionPool[A
 
 async def drop_table(pool: psycopg_pool.AsyncConnectionPool[Any], table: str) -> None:
     """Drop a test's table."""
-    from psycopg import sql  # noqa: PLC0415
+    from psycopg import sql
 
     async with pool.connection() as conn:
         await conn.execute(

@@ -27,8 +27,8 @@ from vexora_async import (
 from vexora_async._aiohttp_transport import AiohttpTransport
 from vexora_async._transport import TransportName, make_http_client
 
-from conftest import MERCHANT_NO, SECRET, make_payout
-from loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
+from tests.helpers import MERCHANT_NO, SECRET, make_payout
+from tests.loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
 
 
 if TYPE_CHECKING:

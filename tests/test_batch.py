@@ -38,7 +38,7 @@ from vexora_async.testing import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-from conftest import make_payout
+from tests.helpers import make_payout
 
 
 def requests(count: int, prefix: str = "B") -> Iterator[PayoutRequest]:

@@ -33,7 +33,7 @@ from vexora_async.testing import (
     serve_sandbox,
 )
 
-from conftest import make_payout
+from tests.helpers import make_payout
 
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from vexora_async import (
     VexoraError,
 )
 
-from conftest import MERCHANT_NO, SECRET, make_payout
+from tests.helpers import MERCHANT_NO, SECRET, make_payout
 
 
 if TYPE_CHECKING:

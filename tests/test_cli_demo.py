@@ -1,9 +1,9 @@
-"""Tests for ``python -m vexora_async demo``'s command line."""
+"""Tests for ``vexora demo``'s command line."""
 
 from __future__ import annotations
 
 import pytest
-from vexora_async._cli import load_commands, main
+from vexora_async._cli import main
 
 
 def test_demo_help_explains_the_knobs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -13,9 +13,3 @@ def test_demo_help_explains_the_knobs(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for knob in ("--count", "--concurrency", "--fault-rate", "--seed", "1000"):
         assert knob in out
-
-
-def test_demo_and_sandbox_are_registered() -> None:
-    """The registry lists the demo and sandbox commands next to verify."""
-    names = [command.name for command in load_commands()]
-    assert {"demo", "sandbox", "verify"} <= set(names)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from vexora_async._cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
 
-from conftest import CALLBACK_BODY, CALLBACK_SIGN, SECRET, callback
+from tests.helpers import CALLBACK_BODY, CALLBACK_SIGN, SECRET, callback
 
 
 ROOT = Path(__file__).resolve().parent.parent

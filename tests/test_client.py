@@ -39,7 +39,7 @@ from vexora_async import (
     sign,
 )
 
-from conftest import (
+from tests.helpers import (
     BASE_URL,
     FIXED_MS,
     MERCHANT_NO,

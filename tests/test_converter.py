@@ -27,7 +27,7 @@ from vexora_async import (
 from vexora_async._converter import WireCodec, wire_name
 from vexora_async._models import Envelope
 
-from conftest import NOTIFY_URL, make_payout, payout_data
+from tests.helpers import NOTIFY_URL, make_payout, payout_data
 
 
 RESULT_TYPES: list[type[Any]] = [

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import crash_campaign
-from servers import postgres_dsn, redis_url
+from tests import crash_campaign
+from tests.servers import postgres_dsn, redis_url
 
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ import logging
 import pytest
 from vexora_async import OutcomeKind, PayoutOutcome, PayoutOutcomeUnknown
 from vexora_async._cli import main
-from vexora_async._demo import _resolve, _Tally
+from vexora_async._cli.demo import _resolve, _Tally
 from vexora_async.testing import FakeGateway, Fault, SandboxApp, SandboxConfig
 
-from conftest import ONE_EXCHANGE, in_process_client, make_payout
+from tests.helpers import ONE_EXCHANGE, in_process_client, make_payout
 
 
 def summary_rows(out: str) -> dict[str, str]:

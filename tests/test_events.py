@@ -23,7 +23,7 @@ from vexora_async.events import (
     RetryScheduled,
 )
 
-from conftest import (
+from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
     SECRET,
@@ -209,9 +209,9 @@ def test_on_event_must_be_callables(bad: object) -> None:
 
 async def test_the_receiver_reports_each_callback() -> None:
     """CallbackHandled: kind, tradeNo, status, answer, duplicate, handler time."""
-    from vexora_async import NotificationReceiver  # noqa: PLC0415
+    from vexora_async import NotificationReceiver
 
-    from conftest import callback  # noqa: PLC0415
+    from tests.helpers import callback
 
     seen: list[Event] = []
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from aiohttp import test_utils
 
-from conftest import CALLBACK_BODY, SECRET, callback
+from tests.helpers import CALLBACK_BODY, SECRET, callback
 
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from vexora_async._exchange import Exchange, _retry_after
 from vexora_async._middleware import Call
 from vexora_async._secret import Secret
 
-from conftest import MERCHANT_NO, SECRET, envelope, payout_data
+from tests.helpers import MERCHANT_NO, SECRET, envelope, payout_data
 
 
 def make_exchange(handler: object, *, timeout: float = 30.0) -> Exchange:

@@ -26,8 +26,15 @@ from vexora_async import (
     VexoraClient,
 )
 
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
-from servers import drop_table, postgres_pool, unique
+from tests.helpers import (
+    BASE_URL,
+    MERCHANT_NO,
+    SECRET,
+    envelope,
+    make_payout,
+    payout_data,
+)
+from tests.servers import drop_table, postgres_pool, unique
 
 
 PAYOUT = "/myanmar/v1/vexora/disbursements"
@@ -120,7 +127,7 @@ async def test_a_fenced_release_is_logged_and_changes_nothing(
         now[0] += client.claim_lease + 1
         other = await ledger.claim(KEY, "fingerprint", lease=1)  # payload differs
         assert not other.granted
-        from vexora_async._idempotency import fingerprint  # noqa: PLC0415
+        from vexora_async._idempotency import fingerprint
 
         print_ = fingerprint(client._codec.encode(make_payout()))
         owner = await ledger.claim(KEY, print_, lease=client.claim_lease)
@@ -206,7 +213,7 @@ async def test_redis_down_on_settle_still_returns_the_outcome(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Redis gone after the claim: the payout's result still reaches the caller."""
-    import fakeredis  # noqa: PLC0415
+    import fakeredis
 
     server = fakeredis.FakeServer()
     ledger = RedisLedger(fakeredis.FakeAsyncRedis(server=server))
@@ -245,7 +252,7 @@ async def _cancel_mid_flight(ledger: Any) -> EntryState:
 
 async def test_cancellation_leaves_no_redis_claim_in_flight() -> None:
     """A cancelled call's tradeNo is UNKNOWN in Redis, never stuck IN_FLIGHT."""
-    import fakeredis  # noqa: PLC0415
+    import fakeredis
 
     ledger = RedisLedger(fakeredis.FakeAsyncRedis(), prefix=unique("c:"))
     assert await _cancel_mid_flight(ledger) is EntryState.UNKNOWN

@@ -31,8 +31,15 @@ from vexora_async import (
 from vexora_async._idempotency import fingerprint
 from vexora_async._pool import ShardedTransport
 
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
-from gateway_model import Fault, ModelGateway
+from tests.gateway_model import Fault, ModelGateway
+from tests.helpers import (
+    BASE_URL,
+    MERCHANT_NO,
+    SECRET,
+    envelope,
+    make_payout,
+    payout_data,
+)
 
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from vexora_async import (
 )
 from vexora_async._validation import MAX_AMOUNT
 
-from conftest import BASE_URL, MERCHANT_NO, NOTIFY_URL, SECRET, envelope
+from tests.helpers import BASE_URL, MERCHANT_NO, NOTIFY_URL, SECRET, envelope
 
 
 if TYPE_CHECKING:
@@ -339,10 +339,10 @@ async def test_absurd_amounts_in_answers_are_decoding_errors(amount: str) -> Non
 
 def test_a_long_digit_timestamp_in_an_answer_is_ignored() -> None:
     """int() of 5,000 digits raises ValueError on 3.11+: read as no timestamp."""
-    from vexora_async._converter import WireCodec  # noqa: PLC0415
+    from vexora_async._converter import WireCodec
 
     body = envelope({"tradeNo": "PO1"}) | {"timestamp": "1" * 5000}
-    import json  # noqa: PLC0415
+    import json
 
     assert (
         WireCodec.create().decode_envelope(json.dumps(body).encode()).timestamp is None

@@ -25,7 +25,7 @@ from vexora_async import (
 )
 from vexora_async.ledgers import may_take_over
 
-from servers import drop_table, postgres_pool, redis_url, unique
+from tests.servers import drop_table, postgres_pool, redis_url, unique
 
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ async def open_ledger(kind: str, tmp_path: Path) -> tuple[Any, Any]:
         sqlite = SQLiteLedger(tmp_path / "ledger.db")
         return sqlite, sqlite.aclose
     if kind == "fakeredis":
-        import fakeredis  # noqa: PLC0415 - only here
+        import fakeredis
 
         return RedisLedger(fakeredis.FakeAsyncRedis(), prefix=unique("t:")), None
     if kind == "redis":

@@ -10,7 +10,7 @@ import pytest
 from vexora_async import Call, Middleware, Operation, VexoraError
 from vexora_async._middleware import build_chain
 
-from conftest import (
+from tests.helpers import (
     envelope,
     mock_client,
     payout_data,

@@ -16,7 +16,7 @@ from vexora_async import (
     TransactionStatus,
 )
 
-from conftest import make_deposit, make_payout
+from tests.helpers import make_deposit, make_payout
 
 
 def test_valid_payout_keeps_its_values() -> None:

@@ -27,7 +27,7 @@ from vexora_async import (
 )
 from vexora_async.testing import FakeGateway, Fault, SandboxApp
 
-from conftest import (
+from tests.helpers import (
     NOTIFY_URL,
     envelope,
     in_process_client,
@@ -381,7 +381,7 @@ async def test_a_batch_never_calls_a_maybe_executed_error_not_executed(
     router: respx.MockRouter,
 ) -> None:
     """A middleware's own error after sending is UNKNOWN in a batch, not ERROR."""
-    from vexora_async import OutcomeKind, VexoraError  # noqa: PLC0415
+    from vexora_async import OutcomeKind, VexoraError
 
     async def fails_after_sending(call: Any, call_next: Any) -> object:
         await call_next(call)
@@ -397,7 +397,7 @@ async def test_a_batch_never_calls_a_maybe_executed_error_not_executed(
 
 async def test_a_deadline_beside_a_policy_is_refused() -> None:
     """deadline=5 next to retry=RetryPolicy() was silently 60 s: now an error."""
-    from vexora_async import InvalidRequestError  # noqa: PLC0415
+    from vexora_async import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match="inside the RetryPolicy"):
         VexoraClient("1000000001", "s", "http://127.0.0.1:9", retry=RAW, deadline=5)

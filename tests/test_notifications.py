@@ -28,7 +28,7 @@ from vexora_async import (
 )
 from vexora_async._notifications import describe
 
-from conftest import (
+from tests.helpers import (
     CALLBACK_BODY,
     CALLBACK_FIELDS,
     CALLBACK_SIGN,

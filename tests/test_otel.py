@@ -41,7 +41,7 @@ from vexora_async.events import (
 )
 from vexora_async.otel import OpenTelemetryHook
 
-from conftest import (
+from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
     ONE_EXCHANGE,
@@ -50,7 +50,7 @@ from conftest import (
     make_payout,
     payout_data,
 )
-from loopback_gateway import loopback_gateway
+from tests.loopback_gateway import loopback_gateway
 
 
 if TYPE_CHECKING:
@@ -696,7 +696,7 @@ async def test_the_client_instruments_itself(
 
 def test_instrument_must_be_a_bool() -> None:
     """instrument="no" is a typo, not a switch."""
-    from vexora_async import InvalidRequestError  # noqa: PLC0415
+    from vexora_async import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match="instrument"):
         VexoraClient(MERCHANT_NO, SECRET, BASE_URL, instrument="no")  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ from vexora_async._outcomes import (
     verdict,
 )
 
-from conftest import SECRET, envelope, payout_data
+from tests.helpers import SECRET, envelope, payout_data
 
 
 CODEC = WireCodec.create()

@@ -10,8 +10,8 @@ import pytest
 from vexora_async import VexoraClient
 from vexora_async._pool import SHARD_SIZE, ShardedTransport
 
-from conftest import MERCHANT_NO, SECRET, make_payout
-from loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
+from tests.helpers import MERCHANT_NO, SECRET, make_payout
+from tests.loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
 
 
 if TYPE_CHECKING:

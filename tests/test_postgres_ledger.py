@@ -14,8 +14,15 @@ import pytest
 from psycopg import sql
 from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
 
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
-from servers import drop_table, postgres_pool, unique
+from tests.helpers import (
+    BASE_URL,
+    MERCHANT_NO,
+    SECRET,
+    envelope,
+    make_payout,
+    payout_data,
+)
+from tests.servers import drop_table, postgres_pool, unique
 
 
 if TYPE_CHECKING:

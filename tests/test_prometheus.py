@@ -11,7 +11,7 @@ from vexora_async import RetryPolicy
 from vexora_async.events import CallbackHandled
 from vexora_async.prometheus import PrometheusHook
 
-from conftest import envelope, make_payout, mock_client, payout_data
+from tests.helpers import envelope, make_payout, mock_client, payout_data
 
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def test_hooks_on_one_registry_share_its_metrics() -> None:
 
 def test_a_gateway_code_never_becomes_a_label_of_its_own() -> None:
     """An unexpected envelope code counts as "other": bounded series."""
-    from vexora_async.events import AttemptFinished  # noqa: PLC0415
+    from vexora_async.events import AttemptFinished
 
     registry = CollectorRegistry()
     hook = PrometheusHook(registry)
@@ -209,7 +209,7 @@ def test_a_gateway_code_never_becomes_a_label_of_its_own() -> None:
 
 def test_limiter_waits_are_observed() -> None:
     """LimiterWait: the vexora_limiter_wait_seconds histogram."""
-    from vexora_async.events import LimiterWait  # noqa: PLC0415
+    from vexora_async.events import LimiterWait
 
     registry = CollectorRegistry()
     PrometheusHook(registry)(

@@ -21,7 +21,7 @@ from vexora_async import (
     ReceiverResponse,
 )
 
-from conftest import CALLBACK_BODY, SECRET, callback
+from tests.helpers import CALLBACK_BODY, SECRET, callback
 
 
 if TYPE_CHECKING:

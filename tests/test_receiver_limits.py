@@ -19,7 +19,7 @@ from vexora_async._receiver import (
     DEFAULT_MAX_BODY_READS,
 )
 
-from conftest import CALLBACK_BODY, SECRET, callback
+from tests.helpers import CALLBACK_BODY, SECRET, callback
 
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def test_a_wrong_option_names_itself(option: str, value: object) -> None:
 @pytest.mark.parametrize("value", [0, -3, 2.5, "10", True])
 def test_memory_store_size_is_checked(value: object) -> None:
     """max_entries of the wrong type or value names itself too."""
-    from vexora_async import MemoryNotificationStore  # noqa: PLC0415 - one test
+    from vexora_async import MemoryNotificationStore
 
     with pytest.raises(InvalidRequestError) as info:
         MemoryNotificationStore(value)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from vexora_async import (
 )
 from vexora_async.ledgers import _redis
 
-from servers import redis_url, unique
+from tests.servers import redis_url, unique
 
 
 if TYPE_CHECKING:
@@ -176,9 +176,9 @@ async def test_notification_store_from_url_and_checks() -> None:
 
 async def test_receiver_replicas_share_deduplication() -> None:
     """Two receivers over one Redis: the second delivery reads as handled."""
-    from vexora_async import NotificationReceiver  # noqa: PLC0415
+    from vexora_async import NotificationReceiver
 
-    from conftest import CALLBACK_BODY, SECRET  # noqa: PLC0415
+    from tests.helpers import CALLBACK_BODY, SECRET
 
     server = fakeredis.FakeServer()
     seen: list[bool] = []

@@ -28,7 +28,7 @@ from vexora_async._converter import WireCodec
 from vexora_async._middleware import Call
 from vexora_async._retry import RetryMiddleware
 
-from conftest import (
+from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
     envelope,

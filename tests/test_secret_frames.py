@@ -31,7 +31,7 @@ from vexora_async._operations import Operation
 from vexora_async._secret import as_secret
 from vexora_async._signer import verify
 
-from conftest import (
+from tests.helpers import (
     CALLBACK_BODY,
     CALLBACK_FIELDS,
     CALLBACK_SIGN,

@@ -17,7 +17,14 @@ from vexora_async import (
     VexoraClient,
 )
 
-from conftest import BASE_URL, MERCHANT_NO, SECRET, envelope, make_payout, payout_data
+from tests.helpers import (
+    BASE_URL,
+    MERCHANT_NO,
+    SECRET,
+    envelope,
+    make_payout,
+    payout_data,
+)
 
 
 if TYPE_CHECKING:

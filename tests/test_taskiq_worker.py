@@ -29,8 +29,8 @@ from vexora_async.testing import (
     serve_sandbox,
 )
 
-from conftest import make_payout
-from servers import redis_url, unique
+from tests.helpers import make_payout
+from tests.servers import redis_url, unique
 
 
 if TYPE_CHECKING:

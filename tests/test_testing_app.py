@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from vexora_async import Operation, verify
+from vexora_async import Operation, VexoraError, verify
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     CallbackRecorder,
@@ -19,7 +20,11 @@ from vexora_async.testing import (
 )
 from vexora_async.testing._recorder import ACCEPTED
 
-from conftest import in_process_client, make_payout
+from tests.helpers import in_process_client, make_payout
+
+
+if TYPE_CHECKING:
+    from vexora_async.testing._app import Receive, Scope, Send
 
 
 REMOTE_NOTIFY = "http://merchant.invalid/notify"
@@ -181,3 +186,111 @@ async def test_drop_in_process_is_a_transport_error() -> None:
     ):
         with pytest.raises(httpx.RemoteProtocolError):
             await http.post("http://127.0.0.1" + Operation.GET_BALANCE.path)
+
+
+# -- the callback app's lifespan ---------------------------------------------
+
+
+class LifespanApp:
+    """A callback receiver with startup code, as a FastAPI app would have."""
+
+    def __init__(self, *, fail_startup: bool = False) -> None:
+        self.events: list[str] = []
+        self.fail_startup = fail_startup
+        self.recorder = CallbackRecorder()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer lifespan messages; hand callbacks to the recorder."""
+        if scope["type"] != "lifespan":
+            assert "started" in self.events, "a callback before startup"
+            self.events.append(f"callback with {scope['state']}")
+            await self.recorder(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.fail_startup:
+                    await send({"type": "lifespan.startup.failed", "message": "no db"})
+                    return
+                self.events.append("started")
+                scope["state"]["pool"] = "db-pool"
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                self.events.append("stopped")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def test_callback_app_lifespan_runs_around_the_sandbox() -> None:
+    """The app's startup runs before any callback, its shutdown at the end.
+
+    Each callback request carries the state the startup set up, as under a
+    server. The notify URL's host is ignored: the app gets the callback in
+    process.
+    """
+    receiver = LifespanApp()
+    app = SandboxApp(quick(), callback_app=receiver)
+    async with app, in_process_client(app) as client:
+        assert receiver.events == ["started"]
+        await client.create_payout(make_payout(trade_no="L1", notify_url=REMOTE_NOTIFY))
+        assert await app.drain(5)
+    assert receiver.events == [
+        "started",
+        "callback with {'pool': 'db-pool'}",
+        "stopped",
+    ]
+    assert receiver.recorder.verified_trade_nos == {"L1"}
+
+
+async def test_callback_app_failing_its_startup_fails_the_start() -> None:
+    """A receiver whose startup failed is reported, not served half-started."""
+    app = SandboxApp(quick(), callback_app=LifespanApp(fail_startup=True))
+    with pytest.raises(VexoraError, match="startup failed: no db"):
+        await app.start()
+    assert not app.running
+    await app.aclose()
+
+
+async def test_callback_app_without_lifespan_is_served() -> None:
+    """An app that refuses the lifespan scope still receives callbacks."""
+    recorder = CallbackRecorder()
+
+    async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("lifespan not supported")
+        await recorder(scope, receive, send)
+
+    app = SandboxApp(quick(), callback_app=no_lifespan)
+    async with app, in_process_client(app) as client:
+        await client.create_payout(make_payout(trade_no="L2"))
+        assert await app.drain(5)
+    assert recorder.verified_trade_nos == {"L2"}
+
+
+async def test_callback_lifespan_can_be_left_to_the_test() -> None:
+    """callback_lifespan=False never sends the app a lifespan message."""
+    receiver = LifespanApp()
+    receiver.events.append("started")  # as if the test had run it itself
+    app = SandboxApp(quick(), callback_app=receiver, callback_lifespan=False)
+    async with app:
+        pass
+    assert receiver.events == ["started"]
+
+
+async def test_callback_app_shutdown_failure_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed shutdown is a warning: the sandbox still stops."""
+
+    async def app_failing_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.failed", "message": "stuck"})
+
+    app = SandboxApp(quick(), callback_app=app_failing_shutdown)
+    with caplog.at_level(logging.WARNING, logger="vexora_async.testing"):
+        async with app:
+            pass
+    assert "shutdown failed: stuck" in caplog.text

@@ -23,7 +23,7 @@ from vexora_async.testing import (
     FaultPlan,
 )
 
-from conftest import FAST_RETRY, ONE_EXCHANGE, ClientPair, make_payout
+from tests.helpers import FAST_RETRY, ONE_EXCHANGE, ClientPair, make_payout
 
 
 CREATE, QUERY = Operation.CREATE_PAYOUT, Operation.GET_PAYOUT

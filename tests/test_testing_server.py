@@ -32,7 +32,7 @@ from vexora_async.testing import (
 )
 from vexora_async.testing._recorder import ACCEPTED
 
-from conftest import FAST_RETRY, ONE_EXCHANGE, make_payout
+from tests.helpers import FAST_RETRY, ONE_EXCHANGE, make_payout
 
 
 async def test_every_call_end_to_end(

@@ -7,4 +7,4 @@ import sys
 from ._cli import main
 
 
-sys.exit(main())
+sys.exit(main(prog="python -m vexora_async"))

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 TRANSPORTS = ("httpx", "aiohttp")
 
 
-def _import_aiohttp() -> Any:  # noqa: ANN401 - the module, typed where it is used
+def _import_aiohttp() -> Any:
     try:
-        import aiohttp  # noqa: PLC0415 - optional dependency, loaded on demand
+        import aiohttp
     except ImportError as exc:
         raise InvalidRequestError(
             "transport",
@@ -49,7 +49,7 @@ def _import_aiohttp() -> Any:  # noqa: ANN401 - the module, typed where it is us
 
 
 def _error_map(
-    aiohttp: Any,  # noqa: ANN401 - the optional module
+    aiohttp: Any,
 ) -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
     """Pair aiohttp's failures with httpx's, first match wins.
 
@@ -117,7 +117,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         trust_env: bool = True,
     ) -> None:
         self._aiohttp = _import_aiohttp()
-        import yarl  # noqa: PLC0415 - comes with aiohttp
+        import yarl
 
         self._yarl = yarl
         self._max_connections = max_connections

@@ -88,7 +88,7 @@ def _instrumentation(
     if not instrument:
         return ()
     try:
-        from .otel import OpenTelemetryHook  # noqa: PLC0415 - the optional otel extra
+        from .otel import OpenTelemetryHook
     except ImportError:
         if tracer_provider is not None or meter_provider is not None:
             raise InvalidRequestError(
@@ -402,13 +402,13 @@ class VexoraClient:
             raise InvalidRequestError(
                 "amount_format", "must be 'integer' or 'decimal2'"
             )
+        deadline = _check_deadline(deadline)
         if retry is not None and (max_retries != 2 or deadline != 60.0):  # noqa: PLR2004 - the defaults above
             # Silently preferring one would run calls for 60 s that the
             # caller meant to end in 5.
             raise InvalidRequestError(
                 "retry", "give max_retries and deadline inside the RetryPolicy"
             )
-        deadline = _check_deadline(deadline)
         _check_components(http_client, retry, ledger, clock, middleware)
         self.retry_policy = retry or RetryPolicy(
             max_retries=max_retries, deadline=deadline
@@ -495,7 +495,7 @@ class VexoraClient:
         return self._http
 
     # Self would need Python 3.11 or typing_extensions; one class is enough.
-    async def __aenter__(self) -> VexoraClient:  # noqa: PYI034
+    async def __aenter__(self) -> VexoraClient:
         return self
 
     async def __aexit__(

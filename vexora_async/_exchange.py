@@ -313,7 +313,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     seconds = value.strip()
     if seconds.isascii() and seconds.isdigit():
         return float(seconds)
-    from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare path
+    from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)

@@ -45,7 +45,7 @@ def dumps(fields: dict[str, str]) -> bytes:
 _KEY_TOKEN = re.compile(rb'"[ \t\r\n]*:')
 
 
-def loads(body: bytes) -> Any:  # noqa: ANN401 - any JSON value
+def loads(body: bytes) -> Any:
     """Decode an answer; fractions become ``Decimal``; duplicate keys refused.
 
     Raises ``ValueError`` (bad JSON, bad UTF-8, a duplicated key) or

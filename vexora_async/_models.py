@@ -194,7 +194,7 @@ class DepositRequest:
     )
 
 
-def _raw_field() -> Any:  # noqa: ANN401 - attrs.field() is typed Any by design
+def _raw_field() -> Any:
     return attrs.field(factory=dict, repr=False, eq=False)
 
 

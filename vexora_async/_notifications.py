@@ -2,7 +2,7 @@
 
 The gateway POSTs a flat JSON object to the merchant's ``notifyUrl`` with
 the transaction's final (or new) state and a ``sign`` over its fields
-(``vexora-api.md``, "Callbacks"). :func:`parse_notification` takes the raw
+(see "Gateway assumptions" in the docs). :func:`parse_notification` takes the raw
 body as received and either returns a typed record or raises a
 :class:`~vexora_async.NotificationError`; nothing else comes out.
 
@@ -62,7 +62,7 @@ class _JsonNumber(str):
     __slots__ = ()
 
 
-def _raw_field() -> Any:  # noqa: ANN401 - attrs.field() is typed Any by design
+def _raw_field() -> Any:
     return attrs.field(factory=dict, repr=False, eq=False)
 
 
@@ -220,7 +220,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _plain(value: Any) -> Any:  # noqa: ANN401 - JSON values
+def _plain(value: Any) -> Any:
     # Users get plain str, never our private str subclass.
     if isinstance(value, str):
         return str(value)

@@ -40,7 +40,7 @@ class RedisNotificationStore:
         *,
         prefix: str = "vexora:notification:",
         ttl: dt.timedelta = dt.timedelta(days=7),
-        **options: Any,  # noqa: ANN401 - passed through to redis-py
+        **options: Any,
     ) -> RedisNotificationStore:
         """Connect to *url*; :meth:`aclose` closes the connection."""
         store = cls(

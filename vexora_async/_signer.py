@@ -1,6 +1,7 @@
 """The gateway's MD5 ``sign``: pure functions, no I/O.
 
-The rule (``vexora-api.md``, "Signature"): drop ``sign``, empty values
+The rule, as the gateway's API documentation gives it (see "Gateway
+assumptions" in the docs): drop ``sign``, empty values
 (``None``, ``""``) and nested objects or arrays; sort the remaining keys by
 ordinal order; concatenate ``key=value`` with no separator; append the app
 secret; MD5 the UTF-8 bytes; lowercase hex.

@@ -64,7 +64,7 @@ def make_http_client(
     mounted: httpx.AsyncBaseTransport
     if transport == "aiohttp":
         # Imported here: aiohttp is optional and slow to import.
-        from ._aiohttp_transport import AiohttpTransport  # noqa: PLC0415
+        from ._aiohttp_transport import AiohttpTransport
 
         mounted = AiohttpTransport(
             max_connections=max_connections,

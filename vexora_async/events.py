@@ -229,7 +229,7 @@ def as_hooks(
     on_event: Callable[[Event], object] | Sequence[Callable[[Event], object]] | None,
 ) -> tuple[Callable[[Event], object], ...]:
     """Normalise the ``on_event`` option into a tuple of callables."""
-    from .exceptions import InvalidRequestError  # noqa: PLC0415 - no cycle at import
+    from .exceptions import InvalidRequestError
 
     if on_event is None:
         return ()

@@ -133,7 +133,7 @@ def codec_steps(calls: int) -> dict[str, float]:
         b'"sign":"49b0add97f2b4b6e51ee264e145e3d13"}'
     )
     answer = _answer("VX20260331004567")
-    from decimal import Decimal  # noqa: PLC0415 - only here
+    from decimal import Decimal
 
     timings = {
         "json.dumps (request)": best_us(
@@ -147,7 +147,7 @@ def codec_steps(calls: int) -> dict[str, float]:
         ),
     }
     try:
-        import orjson  # noqa: PLC0415 - optional
+        import orjson
     except ImportError:
         return timings
     timings["orjson.dumps (request)"] = best_us(lambda: orjson.dumps(body), calls)
@@ -230,7 +230,7 @@ def _ignore(_: object) -> None:
 
 def hook_alone_us(hook: Callable[[Any], object], calls: int) -> float:
     """Microseconds a hook takes for the events of one plain payout."""
-    from vexora_async.events import (  # noqa: PLC0415
+    from vexora_async.events import (
         AttemptFinished,
         CallFinished,
         CallOutcome,
@@ -296,17 +296,17 @@ async def observed_calls(calls: int) -> dict[str, dict[str, float]]:
     alone: dict[str, float] = {}
     providers: list[Any] = []
     try:
-        from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
-        from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
             InMemoryMetricReader,
         )
-        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
             BatchSpanProcessor,
             SpanExporter,
             SpanExportResult,
         )
-        from vexora_async.otel import OpenTelemetryHook  # noqa: PLC0415
+        from vexora_async.otel import OpenTelemetryHook
     except ImportError:
         pass
     else:
@@ -330,7 +330,7 @@ async def observed_calls(calls: int) -> dict[str, dict[str, float]]:
         )
         alone["OpenTelemetryHook, OTel SDK configured"] = hook_alone_us(hook, calls * 4)
         try:
-            from opentelemetry.instrumentation.httpx import (  # noqa: PLC0415
+            from opentelemetry.instrumentation.httpx import (
                 AsyncOpenTelemetryTransport,
             )
         except ImportError:
@@ -341,8 +341,8 @@ async def observed_calls(calls: int) -> dict[str, dict[str, float]]:
             )
             variants["OTel SDK configured + httpx instrumentation"] = (hook, traced)
     try:
-        from prometheus_client import CollectorRegistry  # noqa: PLC0415
-        from vexora_async.prometheus import PrometheusHook  # noqa: PLC0415
+        from prometheus_client import CollectorRegistry
+        from vexora_async.prometheus import PrometheusHook
     except ImportError:
         pass
     else:

@@ -51,7 +51,7 @@ DATA = {
 @contextlib.asynccontextmanager
 async def open_ledger(kind: str, tmp: Path) -> AsyncIterator[Any]:
     """Open a fresh ledger of *kind*."""
-    from vexora_async import (  # noqa: PLC0415
+    from vexora_async import (
         MemoryLedger,
         PostgresLedger,
         RedisLedger,
@@ -70,8 +70,8 @@ async def open_ledger(kind: str, tmp: Path) -> AsyncIterator[Any]:
         ) as ledger:
             yield ledger
     else:
-        import psycopg_pool  # noqa: PLC0415
-        from psycopg import sql  # noqa: PLC0415
+        import psycopg_pool
+        from psycopg import sql
 
         dsn = os.environ["VEXORA_TEST_POSTGRES_DSN"]
         table = f"bench_{uuid.uuid4().hex[:12]}"
@@ -91,7 +91,7 @@ async def open_ledger(kind: str, tmp: Path) -> AsyncIterator[Any]:
 
 async def claim_settle(ledger: Any, key: str) -> None:
     """One new payout's ledger work: claim, then settle accepted."""
-    from vexora_async import EntryState, LedgerEntry  # noqa: PLC0415
+    from vexora_async import EntryState, LedgerEntry
 
     claim = await ledger.claim(key, "f" * 64, lease=180.0)
     entry = LedgerEntry(
@@ -105,9 +105,9 @@ async def claim_settle(ledger: Any, key: str) -> None:
 
 async def measure(kind: str, n: int, tmp: Path) -> dict[str, float]:
     """Return *kind*'s per-payout costs (microseconds) and throughput."""
-    from vexora_async import VexoraClient  # noqa: PLC0415
+    from vexora_async import VexoraClient
 
-    from conftest import make_payout, payout_data  # noqa: PLC0415
+    from tests.helpers import make_payout, payout_data
 
     async with open_ledger(kind, tmp) as ledger:
         keys = [f"{MERCHANT}:create_payout:B{i:015d}" for i in range(n)]
@@ -228,7 +228,7 @@ def main() -> None:
     kinds = args.ledger or ["memory", "sqlite", "redis", "postgres"]
     if "memory" not in kinds:
         kinds.insert(0, "memory")
-    sys.path.insert(0, str(ROOT / "tests"))  # conftest's request factories
+    sys.path.insert(0, str(ROOT))  # tests.helpers: the request factories
     results = asyncio.run(run(kinds, args.n, args.repeats))
     if not args.quick:
         OUT.write_text(table(results, args.n))

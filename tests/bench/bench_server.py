@@ -80,7 +80,7 @@ class _RawProtocol(asyncio.Protocol):
     """One connection of the ``raw`` server: keep-alive HTTP/1.1, no ASGI."""
 
     def __init__(self) -> None:
-        import httptools  # noqa: PLC0415 - only the raw server needs it
+        import httptools
 
         self._parser = httptools.HttpRequestParser(self)
         self._body: list[bytes] = []
@@ -122,8 +122,8 @@ def _sandbox_app() -> Any:
     # The benchmark's credentials; no settling, no callbacks, and repeated
     # tradeNos answered like new ones, so that the raw load generator's
     # identical bytes cost what a payout costs.
-    from bench_throughput import MERCHANT_NO, SECRET  # noqa: PLC0415
-    from vexora_async.testing import (  # noqa: PLC0415 - only when asked for
+    from bench_throughput import MERCHANT_NO, SECRET
+    from vexora_async.testing import (
         FakeGateway,
         SandboxApp,
         SandboxConfig,
@@ -147,7 +147,7 @@ def main() -> None:
             os.sched_setaffinity(0, {int(sys.argv[3])})
     if kind == "raw":
         if _available("uvloop"):
-            import uvloop  # noqa: PLC0415 - optional
+            import uvloop
 
             uvloop.run(_serve_raw(port))
         else:

@@ -542,10 +542,10 @@ def _outcomes(outcomes: dict[str, int]) -> str:
 
 def chart(results: dict[str, Any], path: Path) -> None:
     """Throughput against concurrency, one line per client."""
-    import matplotlib as mpl  # noqa: PLC0415 - only the bench session has it
+    import matplotlib as mpl
 
     mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5.6), dpi=110)
     for client in CLIENTS:

@@ -151,7 +151,7 @@ class RedisLedger:
         *,
         prefix: str = "vexora:ledger:",
         settled_ttl: dt.timedelta | None = dt.timedelta(days=30),
-        **options: Any,  # noqa: ANN401 - passed through to redis-py
+        **options: Any,
     ) -> RedisLedger:
         """Connect to *url* (``redis://...``); :meth:`aclose` closes it.
 
@@ -169,7 +169,7 @@ class RedisLedger:
         # Never the client's URL: it may hold a password.
         return f"RedisLedger(prefix={self.prefix!r})"
 
-    async def __aenter__(self) -> RedisLedger:  # noqa: PYI034 - Self needs 3.11
+    async def __aenter__(self) -> RedisLedger:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -108,7 +108,7 @@ class SQLiteLedger:
             if "token" not in columns:  # a file from before fencing tokens
                 self._db.execute("ALTER TABLE vexora_ledger ADD COLUMN token TEXT")
 
-    async def __aenter__(self) -> SQLiteLedger:  # noqa: PYI034 - Self needs 3.11
+    async def __aenter__(self) -> SQLiteLedger:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

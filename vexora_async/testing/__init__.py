@@ -18,6 +18,7 @@ from __future__ import annotations
 from ._app import SandboxApp
 from ._config import (
     CALLBACK_SCHEDULE,
+    DEFAULT_SETTLE_DELAY,
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
     SandboxConfig,
@@ -38,6 +39,7 @@ from ._transactions import (
 __all__ = [
     "CALLBACK_SCHEDULE",
     "DEFAULT_FAULTS",
+    "DEFAULT_SETTLE_DELAY",
     "SANDBOX_APP_SECRET",
     "SANDBOX_MERCHANT_NO",
     "CallbackDelivery",

@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from vexora_async._deadline import run_until
+from vexora_async.exceptions import VexoraError
 
+from ._control import control_path, handle_control
 from ._gateway import FakeGateway
 
 
@@ -72,9 +74,18 @@ class SandboxApp:
     While started (``async with``, :meth:`start`, or ASGI lifespan under a
     server) it settles transactions when their delay is over and POSTs
     callbacks, retrying them on the gateway's schedule until one is
-    answered HTTP 200 with the body ``OK``. *callback_app* sends callbacks
-    to that ASGI app in process instead of over the network.
-    *callback_concurrency* bounds the deliveries in flight.
+    answered HTTP 200 with the body ``OK``.
+
+    *callback_app* sends callbacks to that ASGI app in process instead of
+    over the network, whatever the host of the ``notifyUrl`` (its path and
+    query are kept). The sandbox runs the app's lifespan as a server would:
+    startup when the sandbox starts (an app that fails its startup fails
+    :meth:`start`), shutdown when it stops; an app without lifespan support
+    is served all the same. *callback_lifespan* ``False`` leaves the
+    lifespan to you. *callback_concurrency* bounds the deliveries in flight.
+
+    Paths under ``/_sandbox/`` are the control and stats endpoints (see
+    "Testing your integration").
     """
 
     def __init__(
@@ -82,10 +93,16 @@ class SandboxApp:
         gateway: FakeGateway | None = None,
         *,
         callback_app: ASGIApp | None = None,
+        callback_lifespan: bool = True,
         callback_concurrency: int = 32,
     ) -> None:
         self.gateway = gateway or FakeGateway()
         self._callback_app = callback_app
+        self._callback_lifespan: _Lifespan | None = (
+            _Lifespan(callback_app)
+            if callback_app is not None and callback_lifespan
+            else None
+        )
         self._concurrency = callback_concurrency
         self._runner: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -114,11 +131,13 @@ class SandboxApp:
         """Start settling and sending callbacks in this event loop. Idempotent."""
         if self.running:
             return
+        if self._callback_lifespan is not None:
+            await self._callback_lifespan.startup()
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         self._wake = wake
         transport = (
-            httpx.ASGITransport(app=self._callback_app)
+            httpx.ASGITransport(app=self._with_lifespan_state(self._callback_app))
             if self._callback_app is not None
             else None
         )
@@ -139,6 +158,20 @@ class SandboxApp:
         )
         self._runner = asyncio.create_task(self._run(), name="vexora-sandbox-timers")
 
+    def _with_lifespan_state(self, app: ASGIApp) -> ASGIApp:
+        """Give each callback request a copy of the state the lifespan set up.
+
+        As a server does: Starlette and FastAPI read ``request.state`` from it.
+        """
+        lifespan = self._callback_lifespan
+        if lifespan is None:
+            return app
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            await app({**scope, "state": dict(lifespan.state)}, receive, send)
+
+        return with_state
+
     async def aclose(self) -> None:
         """Stop the timer loop and cancel deliveries in flight. Idempotent."""
         if self._unsubscribe is not None:
@@ -153,9 +186,11 @@ class SandboxApp:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._callback_lifespan is not None:
+            await self._callback_lifespan.shutdown()
 
     # Self needs Python 3.11 or typing_extensions; one class is enough.
-    async def __aenter__(self) -> SandboxApp:  # noqa: PYI034
+    async def __aenter__(self) -> SandboxApp:
         await self.start()
         return self
 
@@ -251,6 +286,12 @@ class SandboxApp:
             # In process there is no lifespan: start on first use.
             await self.start()
         body = await _read_body(receive)
+        control = control_path(scope["path"])
+        if control is not None:
+            await _respond(
+                handle_control(self.gateway, scope["method"], control, body), send
+            )
+            return
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope.get("headers", ())
@@ -279,6 +320,68 @@ class SandboxApp:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class _Lifespan:
+    """Runs an ASGI app's lifespan protocol, as a server would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        #: What the app's startup put in its lifespan scope's ``state``.
+        self.state: dict[str, Any] = {}
+
+    async def startup(self) -> None:
+        """Run the app's startup; raise if it reports a failure."""
+        self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        self.state = {}
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        task = asyncio.create_task(self._run(scope), name="vexora-lifespan")
+        await self._to_app.put({"type": "lifespan.startup"})
+        message = await self._from_app.get()
+        if message["type"] == "lifespan.startup.complete":
+            self._task = task
+            return
+        await _cancel(task)
+        if message["type"] == "lifespan.startup.failed":
+            msg = f"the callback app's startup failed: {message.get('message', '')}"
+            raise VexoraError(msg)
+        # Otherwise the app does not speak lifespan (it raised or returned):
+        # a server carries on without it, and so do we.
+
+    async def shutdown(self) -> None:
+        """Run the app's shutdown, if its startup ran."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        message = await self._from_app.get()
+        if message["type"] == "lifespan.shutdown.failed":
+            logger.warning(
+                "sandbox: the callback app's shutdown failed: %s",
+                message.get("message", ""),
+            )
+        await _cancel(task)
+
+    async def _run(self, scope: Scope) -> None:
+        try:
+            await self._app(scope, self._to_app.get, self._from_app.put)
+        # An app that does not support lifespan may raise anything here.
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("sandbox: the callback app's lifespan: %r", exc)
+        finally:
+            await self._from_app.put({"type": "lifespan.ended"})
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _read_body(receive: Receive) -> bytes:

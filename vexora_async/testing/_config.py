@@ -15,6 +15,10 @@ from vexora_async.exceptions import InvalidRequestError
 SANDBOX_MERCHANT_NO = "1000000001"
 #: The sandbox's default app secret. Public on purpose: it signs nothing real.
 SANDBOX_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - a published test value
+#: Seconds after which an accepted payout or deposit reaches its final
+#: status, by default: the same for :class:`SandboxConfig`, the pytest
+#: fixtures and ``vexora sandbox``.
+DEFAULT_SETTLE_DELAY = 0.5
 #: The gateway's documented callback retry delays, in seconds: 2 s, 5 s,
 #: 10 s, 30 s, 1 h, 3 h, 3 h, 3 h (eight retries after the first attempt).
 CALLBACK_SCHEDULE: tuple[float, ...] = (
@@ -79,7 +83,8 @@ class SandboxConfig:
     *timestamp_window*: how far (seconds, either way) a request's
     ``timestamp`` may be from the gateway's clock. *settle_delay*: seconds
     after which an accepted transaction reaches its scenario's final status
-    (``None``: only when a test calls ``settle``). *callback_schedule*: the
+    (default :data:`DEFAULT_SETTLE_DELAY`, half a second; ``None``: only
+    when a test calls ``settle``). *callback_schedule*: the
     retry delays after a failed callback delivery, each multiplied by
     *time_scale* (``0.001`` turns the gateway's 24 hours into 36 seconds).
     *callback_timeout*: how long a delivery waits for the merchant's ``OK``.
@@ -96,7 +101,7 @@ class SandboxConfig:
     )
     timestamp_window: float = attrs.field(default=300.0, validator=_positive)
     settle_delay: float | None = attrs.field(
-        default=0.5, validator=_optional_non_negative
+        default=DEFAULT_SETTLE_DELAY, validator=_optional_non_negative
     )
     callback_schedule: tuple[float, ...] = attrs.field(
         default=CALLBACK_SCHEDULE, converter=_schedule

@@ -197,7 +197,7 @@ class FaultPlan:
         self._rate = 0.0
         self._choices: tuple[Fault, ...] = DEFAULT_FAULTS
         self._rate_filter: _Filter = None
-        self._rng = random.Random(0)  # noqa: S311 - reproducible faults, not crypto
+        self._rng = random.Random(0)
 
     def queue(
         self,
@@ -252,7 +252,7 @@ class FaultPlan:
             self._rate = float(rate)
             self._choices = checked
             self._rate_filter = only
-            self._rng = random.Random(seed)  # noqa: S311 - reproducible faults
+            self._rng = random.Random(seed)
 
     def clear(self) -> None:
         """Forget every scripted fault and turn random faults off."""

@@ -34,9 +34,9 @@ _STARTUP_TIMEOUT = 10.0
 _KEEP_ALIVE = 120
 
 
-def _import_uvicorn() -> Any:  # noqa: ANN401 - the module, imported lazily
+def _import_uvicorn() -> Any:
     try:
-        import uvicorn  # noqa: PLC0415 - an optional dependency
+        import uvicorn
     except ImportError as exc:
         msg = (
             "serving the sandbox on a socket needs uvicorn: "
@@ -82,7 +82,7 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _with_drop(app: ASGIApp, server: Any) -> ASGIApp:  # noqa: ANN401 - uvicorn.Server
+def _with_drop(app: ASGIApp, server: Any) -> ASGIApp:
     """Give the app a way to close the client's socket without an answer."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,7 +167,7 @@ async def serve_app(
         sock.close()
 
 
-async def _started(server: Any, task: asyncio.Task[None]) -> None:  # noqa: ANN401 - uvicorn.Server
+async def _started(server: Any, task: asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _STARTUP_TIMEOUT
     while not server.started:
@@ -261,7 +261,7 @@ class SandboxServer:
         future = asyncio.run_coroutine_threadsafe(self.app.drain(timeout), loop)
         return future.result()
 
-    def __enter__(self) -> SandboxServer:  # noqa: PYI034 - Self needs 3.11
+    def __enter__(self) -> SandboxServer:
         self.start()
         return self
 

@@ -5,9 +5,11 @@ installing vexora-async makes these fixtures available to any test suite:
 
 ``vexora_sandbox_config``
     The :class:`~vexora_async.testing.SandboxConfig` (override it in your
-    ``conftest.py``). By default nothing settles by itself
-    (``settle_delay=None``: call ``vexora_gateway.settle(trade_no)``) and
-    callback retries run a thousand times faster than the gateway's.
+    ``conftest.py``). Payouts settle as ``SandboxConfig`` and ``vexora
+    sandbox`` settle them: :data:`~vexora_async.testing.DEFAULT_SETTLE_DELAY`
+    after acceptance, or at once when a test calls
+    ``vexora_gateway.settle(trade_no)``. Callback retries run a thousand
+    times faster than the gateway's.
 ``vexora_callback_app``
     An ASGI app that receives callbacks in process, or ``None`` (default)
     to POST them over loopback. Override it with your own receiver.
@@ -31,7 +33,9 @@ installing vexora-async makes these fixtures available to any test suite:
     over that socket.
 
 Async fixtures need an async test runner: pytest-asyncio (used when
-installed) or anyio's pytest plugin.
+installed; the ``testing`` extra brings it) or anyio's pytest plugin. The
+fixtures are pytest-asyncio fixtures, so they work in its strict and auto
+modes alike.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ FAST_BACKOFF = RetryPolicy(backoff_initial=0.001, backoff_max=0.01)
 @pytest.fixture
 def vexora_sandbox_config() -> SandboxConfig:
     """Return the sandbox's configuration; override this fixture to change it."""
-    return SandboxConfig(settle_delay=None, time_scale=0.001)
+    return SandboxConfig(time_scale=0.001)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``python -m vexora_async demo``: 1,000 payouts against a local sandbox.
+"""``vexora demo``: 1,000 payouts against a local sandbox.
 
 Starts the sandbox gateway and a callback receiver on loopback, sends the
 payouts through :meth:`VexoraClient.create_payouts` with faults injected
@@ -13,6 +13,7 @@ middleware, what the SDK did for each payout.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import random
@@ -23,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._batch import OutcomeKind, PayoutOutcome
-from ._client import VexoraClient
-from ._models import BankCode, PayoutRequest
-from ._operations import Operation
-from ._retry import RetryPolicy
-from .exceptions import (
+from vexora_async._batch import OutcomeKind, PayoutOutcome
+from vexora_async._client import VexoraClient
+from vexora_async._models import BankCode, PayoutRequest
+from vexora_async._operations import Operation
+from vexora_async._retry import RetryPolicy
+from vexora_async.exceptions import (
     ConnectError,
     HTTPStatusError,
     OutcomeUnknown,
@@ -36,13 +37,19 @@ from .exceptions import (
     VexoraError,
 )
 
+from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
+
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Awaitable, Callable, Iterator
 
-    from ._middleware import Call
-    from .testing import CallbackRecorder, FakeGateway, Fault, ReceivedCallback
+    from vexora_async._middleware import Call
+    from vexora_async.testing import (
+        CallbackRecorder,
+        FakeGateway,
+        Fault,
+        ReceivedCallback,
+    )
 
 
 # On loopback, fewer connections mean less pool bookkeeping per request.
@@ -60,7 +67,8 @@ _RETRY = RetryPolicy(backoff_initial=0.005, backoff_max=0.05)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the demo's knobs."""
+    """Declare the demo's knobs; the help shows each one's default."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument(
         "--count", type=int, default=1000, help="how many payouts to send"
     )
@@ -90,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _faults() -> tuple[Fault, ...]:
     """Return the default fault mix, plus requests lost before the gateway."""
-    from .testing import DEFAULT_FAULTS, Fault  # noqa: PLC0415 - optional here
+    from vexora_async.testing import DEFAULT_FAULTS, Fault
 
     return (
         *DEFAULT_FAULTS,
@@ -175,18 +183,14 @@ class _Tally:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; return the exit status."""
     try:
-        import uvicorn  # noqa: F401, PLC0415 - checked early for a clear message
-        from rich.console import Console  # noqa: PLC0415 - an optional dependency
+        import uvicorn  # noqa: F401 - checked early for a clear message
+        from rich.console import Console
     except ImportError:
-        print(  # noqa: T201 - a CLI
-            "The demo needs its extra: pip install 'vexora-async[demo]'"
-        )
-        return 2
+        print("The demo needs its extra: pip install 'vexora-async[demo]'")
+        return EXIT_USAGE
     if args.count < 1 or args.concurrency < 1 or not 0 <= args.fault_rate <= 1:
-        print(  # noqa: T201 - a CLI
-            "error: --count and --concurrency must be >= 1, --fault-rate in [0, 1]"
-        )
-        return 2
+        print("error: --count and --concurrency must be >= 1, --fault-rate in [0, 1]")
+        return EXIT_USAGE
     # The client warns about every unknown outcome; the summary reports them.
     sdk_logger = logging.getLogger("vexora_async")
     quiet = logging.NullHandler()
@@ -200,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _requests(count: int, notify_url: str, seed: int) -> Iterator[PayoutRequest]:
-    rng = random.Random(seed)  # noqa: S311 - demo data, not crypto
+    rng = random.Random(seed)
     for i in range(count):
         account = f"09{rng.randrange(10**9):09d}"
         if rng.random() < _FAILING_SHARE:
@@ -216,15 +220,15 @@ def _requests(count: int, notify_url: str, seed: int) -> Iterator[PayoutRequest]
         )
 
 
-async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 - rich.Console
-    from .testing import (  # noqa: PLC0415 - the testing package is optional here
+async def _main(args: argparse.Namespace, console: Any) -> int:
+    from vexora_async.testing import (
         CallbackRecorder,
         FakeGateway,
         SandboxConfig,
         serve_app,
         serve_sandbox,
     )
-    from .testing._recorder import ACCEPTED  # noqa: PLC0415
+    from vexora_async.testing._recorder import ACCEPTED
 
     gateway = FakeGateway(
         SandboxConfig(settle_delay=_SETTLE_DELAY, time_scale=_TIME_SCALE)
@@ -236,7 +240,7 @@ async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 
             seed=args.seed,
             operations=(Operation.CREATE_PAYOUT, Operation.GET_PAYOUT),
         )
-    refuse = random.Random(args.seed + 1)  # noqa: S311 - demo faults, not crypto
+    refuse = random.Random(args.seed + 1)
 
     def respond(callback: ReceivedCallback) -> tuple[int, bytes]:
         if not callback.verified:
@@ -274,20 +278,22 @@ async def _main(args: argparse.Namespace, console: Any) -> int:  # noqa: ANN401 
         await _await_callbacks(receiver, tally, console)
         tally.total_seconds = time.perf_counter() - started
     _summary(console, args, gateway, receiver, tally=tally, watcher=watcher)
-    return 0 if not tally.still_unknown and not gateway.stats.double_executions else 1
+    if tally.still_unknown or gateway.stats.double_executions:
+        return EXIT_REFUSED
+    return EXIT_OK
 
 
 async def _send(
     client: VexoraClient,
     requests: Iterator[PayoutRequest],
     args: argparse.Namespace,
-    console: Any,  # noqa: ANN401 - rich.Console
+    console: Any,
     *,
     tally: _Tally,
     watcher: _Watcher,
 ) -> None:
     """Run the batch with a progress bar; tally the outcomes."""
-    from rich.progress import (  # noqa: PLC0415 - an optional dependency
+    from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
@@ -348,7 +354,7 @@ async def _resolve_one(client: VexoraClient, request: PayoutRequest) -> bool | N
 async def _await_callbacks(
     receiver: CallbackRecorder,
     tally: _Tally,
-    console: Any,  # noqa: ANN401 - rich.Console
+    console: Any,
 ) -> None:
     deadline = time.monotonic() + _CALLBACK_WAIT
     with console.status("waiting for callbacks..."):
@@ -359,7 +365,7 @@ async def _await_callbacks(
 
 
 def _summary(
-    console: Any,  # noqa: ANN401 - rich.Console
+    console: Any,
     args: argparse.Namespace,
     gateway: FakeGateway,
     receiver: CallbackRecorder,
@@ -367,7 +373,7 @@ def _summary(
     tally: _Tally,
     watcher: _Watcher,
 ) -> None:
-    from rich.table import Table  # noqa: PLC0415 - an optional dependency
+    from rich.table import Table
 
     finals: dict[str, str | None] = {}
     for callback in receiver.received:
@@ -422,3 +428,17 @@ def _summary(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+command = Command(
+    name="demo",
+    help=(
+        "Start the sandbox gateway and a callback receiver on loopback, send "
+        "payouts through the batch API with some injected faults that the SDK "
+        "retries and reconciles, wait for the callbacks, verify their "
+        "signatures and print a summary. No credentials or network needed; "
+        "needs the 'demo' extra (rich, uvicorn)."
+    ),
+    configure=add_arguments,
+    run=run,
+)

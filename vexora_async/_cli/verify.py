@@ -15,16 +15,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
-from ._notifications import (
+from vexora_async._notifications import (
     DEFAULT_MAX_BYTES,
     decode_fields,
     describe,
     parse_notification,
 )
-from ._secret import Secret
-from ._signer import SIGN_FIELD
-from .exceptions import NotificationError
+from vexora_async._secret import Secret
+from vexora_async._signer import SIGN_FIELD
+from vexora_async.exceptions import NotificationError
+
+from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
 
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _left_out(body: bytes) -> list[str]:
 
 
 def _print(label: str, value: str) -> None:
-    print(f"{label + ':' if label else '':<18}{value}")  # noqa: T201 - a command line prints
+    print(f"{label + ':' if label else '':<18}{value}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         name = (
             SECRET_ENV if args.secret_env == SECRET_ENV else "the --secret-env variable"
         )
-        print(  # noqa: T201 - a command line prints
+        print(
             f"error: set {name} to the app secret (it is never taken as an argument)",
             file=sys.stderr,
         )
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         body = _read(args.file)
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)  # noqa: T201 - a command line prints
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     try:
         canonical, expected, received = describe(body, secret)

@@ -1,0 +1,1 @@
+"""Smoke tests run as scripts by nox (``minimal``, ``package``), not by pytest."""

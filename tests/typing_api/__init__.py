@@ -1,0 +1,1 @@
+"""Static typing tests: mypy checks them, nothing runs them."""
