@@ -79,6 +79,16 @@ def payout_data(
     }
 
 
+def ok(data: dict[str, Any] | None = None) -> httpx.Response:
+    """Return an accepted answer carrying *data* (a payout's, by default)."""
+    return httpx.Response(200, json=envelope(data or payout_data()))
+
+
+def code(value: str, msg: str = "x") -> httpx.Response:
+    """Return an envelope with *value* as its code and no data."""
+    return httpx.Response(200, json=envelope(None, code=value, msg=msg))
+
+
 def make_payout(**overrides: Any) -> PayoutRequest:
     """Return a valid payout request, with *overrides* applied."""
     fields: dict[str, Any] = {

@@ -30,6 +30,7 @@ from tests.helpers import (
     envelope,
     make_payout,
     mock_client,
+    ok,
     payout_data,
 )
 
@@ -40,11 +41,6 @@ if TYPE_CHECKING:
 PAYOUT = "/v1/vexora/disbursements"
 QUERY = "/v1/vexora/queryPayOutResult"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
-
-
-def ok(data: dict[str, Any] | None = None) -> httpx.Response:
-    """Return an accepted answer."""
-    return httpx.Response(200, json=envelope(data or payout_data()))
 
 
 async def test_one_payout_with_a_retry_and_a_reconciliation(

@@ -30,9 +30,8 @@ from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
     SECRET,
-    envelope,
     make_payout,
-    payout_data,
+    ok,
 )
 from tests.servers import drop_table, postgres_pool, unique
 
@@ -41,11 +40,6 @@ PAYOUT = "/myanmar/v1/vexora/disbursements"
 QUERY = "/myanmar/v1/vexora/queryPayOutResult"
 KEY = f"{MERCHANT_NO}:create_payout:VX20260331004567"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
-
-
-def ok() -> httpx.Response:
-    """Return an accepted payout answer."""
-    return httpx.Response(200, json=envelope(payout_data()))
 
 
 def client_over(handler: Any, **options: Any) -> VexoraClient:

@@ -29,10 +29,12 @@ from vexora_async.testing import FakeGateway, Fault, SandboxApp
 
 from tests.helpers import (
     NOTIFY_URL,
+    code,
     envelope,
     in_process_client,
     make_payout,
     mock_client,
+    ok,
     payout_data,
 )
 
@@ -51,16 +53,6 @@ TRADE_NO = "VX20260331004567"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
 #: The policy the testing guide recommends for raw outcomes.
 RAW = RetryPolicy(max_retries=0, reconcile=False, verify_rejections=False)
-
-
-def ok(data: dict[str, Any]) -> httpx.Response:
-    """Return an accepted answer carrying *data*."""
-    return httpx.Response(200, json=envelope(data))
-
-
-def code(value: str, msg: str = "x") -> httpx.Response:
-    """Return an envelope with *value* as its code and no data."""
-    return httpx.Response(200, json=envelope(None, code=value, msg=msg))
 
 
 DUPLICATE = code("8000", "tradeNo duplicate")

@@ -48,6 +48,7 @@ from tests.helpers import (
     SECRET,
     envelope,
     make_payout,
+    ok,
     payout_data,
 )
 from tests.loopback_gateway import loopback_gateway
@@ -110,11 +111,6 @@ def telemetry() -> Iterator[Telemetry]:
     yield Telemetry(tracer_provider, spans, meter_provider, reader)
     tracer_provider.shutdown()
     meter_provider.shutdown()
-
-
-def ok(data: dict[str, Any] | None = None) -> httpx.Response:
-    """Return an accepted answer."""
-    return httpx.Response(200, json=envelope(data or payout_data()))
 
 
 def traced_http(

@@ -31,9 +31,10 @@ from vexora_async._retry import RetryMiddleware
 from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
-    envelope,
+    code,
     make_payout,
     mock_client,
+    ok,
     payout_data,
     sent_body,
 )
@@ -48,16 +49,6 @@ if TYPE_CHECKING:
 PAYOUT = "/v1/vexora/disbursements"
 QUERY = "/v1/vexora/queryPayOutResult"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
-
-
-def ok(data: dict[str, Any] | None = None) -> httpx.Response:
-    """Return an accepted payout answer."""
-    return httpx.Response(200, json=envelope(data or payout_data()))
-
-
-def code(value: str, msg: str = "x") -> httpx.Response:
-    """Return an envelope with *value* as its code and no data."""
-    return httpx.Response(200, json=envelope(None, code=value, msg=msg))
 
 
 NOT_FOUND = code("8000", "order not found")
