@@ -540,9 +540,10 @@ def seconds_are_valid(value: object) -> bool:
     return 0 < value <= 86_400  # type: ignore[operator]  # an int or float
 
 
-#: A create's deadline stays this far under the default claim lease
-#: (2 * 60 + 60 s): no other worker may take its tradeNo over mid-call.
-CREATE_DEADLINE_MAX = 180 - 10
+#: A create's deadline stays 10 s under the claim lease, which defaults to
+#: twice the policy's deadline plus a minute (QUICK: 2 * 3 + 60 s): no other
+#: worker may take its tradeNo over mid-call.
+CREATE_DEADLINE_MAX = 2 * 3 + 60 - 10
 
 
 def options_are_valid(options: dict[str, Any], *, creates: bool = False) -> bool:
