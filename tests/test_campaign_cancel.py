@@ -23,7 +23,8 @@ from vexora_async import (
     VexoraClient,
     VexoraError,
 )
-from vexora_async._pool import ShardedTransport
+from vexora_async._transports._aiohttp import AiohttpPort
+from vexora_async._transports._pool import ShardedTransport
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
@@ -102,9 +103,14 @@ async def test_cancelled_calls_leave_nothing_behind(
         assert foreign == []
         # Nothing left behind.
         assert client._limiter._value == MAX_CONNECTIONS
-        mounted = client.http_client._transport
-        if isinstance(mounted, ShardedTransport):
+        if transport == "httpx":
+            mounted = client.http_client._transport
+            assert isinstance(mounted, ShardedTransport)
             assert mounted.free_connections == MAX_CONNECTIONS
+        else:
+            sender = client._port
+            assert isinstance(sender, AiohttpPort)
+            assert sender.connections_in_use == 0
         # Ledger writes of cancelled calls finish on their own, at once.
         for _ in range(100):
             if EntryState.IN_FLIGHT not in entries(ledger):

@@ -16,6 +16,7 @@ from vexora_async._converter import WireCodec
 from vexora_async._exchange import Exchange, _retry_after
 from vexora_async._middleware import Call
 from vexora_async._secret import Secret
+from vexora_async._transports import DEFAULT_MAX_ANSWER_BYTES, HttpxPort
 
 from tests.helpers import MERCHANT_NO, SECRET, envelope, payout_data
 
@@ -24,12 +25,16 @@ def make_exchange(handler: object, *, timeout: float = 30.0) -> Exchange:
     """Return an exchange over a MockTransport calling *handler*."""
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
     return Exchange(
-        http=http,
+        port=HttpxPort(
+            http,
+            headers={"merchantNo": MERCHANT_NO},
+            max_answer_bytes=DEFAULT_MAX_ANSWER_BYTES,
+            owned=True,
+        ),
         secret=Secret(SECRET),
         clock=lambda: 1_700_000_000_000,
         codec=WireCodec.create(),
-        urls={op: httpx.URL(f"http://127.0.0.1:8090{op.path}") for op in Operation},
-        headers={"merchantNo": MERCHANT_NO},
+        urls={op: f"http://127.0.0.1:8090{op.path}" for op in Operation},
         timeout=httpx.Timeout(timeout),
         max_connections=2,
     )
@@ -63,7 +68,7 @@ def test_retry_after_reads_only_seconds_or_a_date(
 ) -> None:
     """delay-seconds are digits; anything else that is not a date is ignored."""
     response = httpx.Response(429, headers={"Retry-After": header})
-    assert _retry_after(response) == expected
+    assert _retry_after(response.headers) == expected
 
 
 async def test_each_attempt_is_stamped_and_signed() -> None:

@@ -29,7 +29,7 @@ from vexora_async import (
     VexoraClient,
 )
 from vexora_async._idempotency import fingerprint
-from vexora_async._pool import ShardedTransport
+from vexora_async._transports._pool import ShardedTransport
 
 from tests.gateway_model import Fault, ModelGateway
 from tests.helpers import (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from vexora_async import VexoraClient
-from vexora_async._pool import SHARD_SIZE, ShardedTransport
+from vexora_async._transports._pool import SHARD_SIZE, ShardedTransport
 
 from tests.helpers import MERCHANT_NO, SECRET, make_payout
 from tests.loopback_gateway import LoopbackGateway, loopback_gateway, refused_port

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from vexora_async._transport import make_http_client
+from vexora_async._transports import make_http_client
 
 
 async def test_cookies_still_stored_when_set() -> None:

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._batch import DEFAULT_CONCURRENCY, create_payouts
-from ._body import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_BYTES
 from ._converter import AmountFormat, WireCodec
 from ._exchange import Exchange
 from ._idempotency import IdempotencyMiddleware
@@ -33,13 +32,16 @@ from ._operations import Operation
 from ._outcomes import call_outcome
 from ._retry import RetryMiddleware, RetryPolicy
 from ._secret import Secret
-from ._transport import (
+from ._transports import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     USER_AGENT,
+    HttpxPort,
     TransportName,
     check_transport,
-    make_http_client,
+    make_port,
 )
 from ._validation import (
     MAX_CONNECTIONS,
@@ -423,36 +425,30 @@ class VexoraClient:
             )
         else:
             self._timeout = _as_timeout(timeout)
-        self._owns_http = http_client is None
-        transport = check_transport(transport, injected=http_client is not None)
-        self._http = http_client or make_http_client(
+        self._transport = check_transport(transport, injected=http_client is not None)
+        self._port = make_port(
+            transport=self._transport,
+            http_client=http_client,
+            headers={
+                "Content-Type": "application/json",
+                "merchantNo": self._merchant_no,
+                "User-Agent": USER_AGENT,
+                # Only what the SDK inflates with a bound (see _transports._body).
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             timeout=self._timeout or DEFAULT_TIMEOUT,
             max_connections=max_connections,
-            transport=transport,
+            max_answer_bytes=max_answer_bytes,
         )
-        headers: dict[str, str] | None = {
-            "Content-Type": "application/json",
-            "merchantNo": self._merchant_no,
-            "User-Agent": USER_AGENT,
-            # Only what the SDK inflates with a bound (see _body).
-            "Accept-Encoding": ACCEPT_ENCODING,
-        }
-        if self._owns_http:
-            # On our own client they are set once, not merged per request.
-            self._http.headers.update(headers)
-            headers = None
         self._send = Exchange(
-            http=self._http,
+            port=self._port,
             # Not bound to a name: no plain local holds the secret here.
             secret=app_secret,
             clock=clock,
             codec=self._codec,
-            # Parsed once: httpx parses a str URL on every request.
-            urls={op: httpx.URL(self._base_url + op.path) for op in Operation},
-            headers=headers,
+            urls={op: self._base_url + op.path for op in Operation},
             timeout=self._timeout,
             max_connections=max_connections,
-            max_answer_bytes=max_answer_bytes,
         )
         self._limiter = self._send.limiter
         self._idempotency = IdempotencyMiddleware(
@@ -490,9 +486,24 @@ class VexoraClient:
         return self._merchant_no
 
     @property
+    def transport(self) -> TransportName:
+        """How the calls are sent: ``"httpx"`` (the default) or ``"aiohttp"``."""
+        return self._transport
+
+    @property
     def http_client(self) -> httpx.AsyncClient:
-        """The shared httpx client every call goes through."""
-        return self._http
+        """The shared httpx client every call goes through.
+
+        With ``transport="aiohttp"`` there is none (the calls go through
+        aiohttp directly): asking for it raises :class:`InvalidRequestError`.
+        """
+        if isinstance(self._port, HttpxPort):
+            return self._port.client
+        raise InvalidRequestError(
+            "http_client",
+            "this client sends through aiohttp (transport='aiohttp'); "
+            "it has no httpx client",
+        )
 
     # Self would need Python 3.11 or typing_extensions; one class is enough.
     async def __aenter__(self) -> VexoraClient:
@@ -514,8 +525,7 @@ class VexoraClient:
         """
         self._send.closed = True
         await self._idempotency.drain()
-        if self._owns_http:
-            await self._http.aclose()
+        await self._port.aclose()
 
     # -- the five calls ---------------------------------------------------
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from . import _json
-from ._body import DEFAULT_MAX_ANSWER_BYTES, capped, read_capped
 from ._deadline import run_until
-from ._masking import Params, mask_digit_runs, mask_name
+from ._masking import Params, Payload, mask_digit_runs, mask_name
 from ._outcomes import (
     CallIdentity,
     Executed,
@@ -32,6 +31,7 @@ from ._outcomes import (
     interpret,
 )
 from ._signer import sign
+from ._transports import SendFailed
 from .events import AttemptFinished, LimiterWait
 from .exceptions import ConnectError, InvalidRequestError
 
@@ -43,54 +43,38 @@ if TYPE_CHECKING:
     from ._middleware import Call
     from ._operations import Operation
     from ._secret import Secret
+    from ._transports import Port, Reply
     from .events import Trace
 
 
 logger = logging.getLogger("vexora_async")
 
-# A failure to reach the gateway at all: the request provably was not sent.
-# Building the request (a bad URL, an unsupported scheme) or reaching a proxy
-# fails before anything reaches the gateway too.
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-)
-
 
 class Exchange:
     """Sends one attempt of a call; the innermost handler of the onion.
 
-    Holds what every attempt needs: the shared *http* client, the *secret*,
-    the *clock* for ``timestamp``, the *codec*, the *urls* per operation,
-    the per-request *headers* (``None`` when they are already set on the
-    client), the default *timeout*, a limiter of *max_connections* slots in
-    front of the pool, and the cap on an answer's size, *max_answer_bytes*.
+    Holds what every attempt needs: the *port* the bytes go through, the
+    *secret*, the *clock* for ``timestamp``, the *codec*, the *urls* per
+    operation, the default *timeout* (``None``: the port's), and a limiter
+    of *max_connections* slots in front of the pool.
     """
 
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        port: Port,
         secret: Secret,
         clock: Callable[[], int],
         codec: WireCodec,
-        urls: Mapping[Operation, httpx.URL],
-        headers: dict[str, str] | None,
+        urls: Mapping[Operation, str],
         timeout: httpx.Timeout | None,
         max_connections: int,
-        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
-        self._http = http
-        self._max_answer_bytes = max_answer_bytes
+        self._port = port
         self._secret = secret
         self._clock = clock
         self._codec = codec
         self._urls = urls
-        self._headers = headers
         self._timeout = timeout
         self.limiter = asyncio.Semaphore(max_connections)
         self.closed = False
@@ -102,7 +86,7 @@ class Exchange:
         answer, all by the call's deadline, and lets
         :mod:`~vexora_async._outcomes` decide what the answer means.
         """
-        if self.closed or self._http.is_closed:
+        if self.closed or self._port.is_closed:
             raise InvalidRequestError(None, "the client is closed; nothing was sent")
         # Params: its repr masks the account and name in recorded locals.
         fields: dict[str, str] = Params(call.params)
@@ -111,14 +95,12 @@ class Exchange:
         started = time.perf_counter()
         await self._acquire(call)
         try:
-            request = self._http.build_request(
-                "POST",
+            facts, cause = await self._exchange(
                 self._urls[call.operation],
-                content=_json.dumps(fields),
-                headers=self._headers,
-                timeout=self._attempt_timeout(call),
+                Payload(_json.dumps(fields)),
+                self._attempt_timeout(call),
+                call.deadline,
             )
-            facts, cause = await self._exchange(request, call.deadline)
         finally:
             self.limiter.release()
         redact = functools.partial(_redact, self._secret, call.params, fields)
@@ -131,43 +113,23 @@ class Exchange:
         return outcome.result
 
     async def _exchange(
-        self, request: httpx.Request, deadline: float | None
+        self, url: str, body: bytes, timeout: httpx.Timeout, deadline: float | None
     ) -> tuple[TransportFailure | HTTPAnswer, BaseException | None]:
         """POST and read the answer, all by *deadline*; return its facts."""
         try:
-            return await run_until(self._send(request), deadline), None
+            reply = await run_until(self._port.send(url, body, timeout), deadline)
         except TimeoutError as exc:
             # Cut off mid-exchange: the request may have left.
             reason = "the call's deadline passed during the exchange"
             failure = TransportFailure(Phase.MAYBE_SENT, timed_out=True, reason=reason)
             return failure, exc
-        # The edge of the network: every failure becomes facts for the money
-        # rules, classified by whether the request may have left.
+        except SendFailed as exc:
+            return exc.failure, exc.__cause__
+        # A port's own bug must not pass for "nothing sent": it may have left.
         except Exception as exc:  # noqa: BLE001 - classified, then raised as ours
-            return _failure(exc), exc
-
-    async def _send(self, request: httpx.Request) -> HTTPAnswer:
-        response = await self._http.send(request, stream=True)
-        try:
-            if hasattr(response, "_content"):
-                # Read already: a mock transport handed over a whole answer.
-                body = capped(response.content, self._max_answer_bytes)
-            else:
-                body = await read_capped(
-                    response.aiter_raw(),
-                    response.headers.get("Content-Encoding", ""),
-                    self._max_answer_bytes,
-                )
-        finally:
-            # Closing an unfinished answer closes its connection: the pool
-            # never reuses a connection with unread bytes on it.
-            await response.aclose()
-        return HTTPAnswer(
-            response.status_code,
-            body.content,
-            _retry_after(response),
-            problem=body.problem,
-        )
+            reason = f"{type(exc).__name__}: {exc}"
+            return TransportFailure(Phase.MAYBE_SENT, False, reason), exc
+        return _answer(reply), None
 
     async def _acquire(self, call: Call) -> None:
         """Wait for a free connection slot, but not past the call's deadline."""
@@ -202,7 +164,7 @@ class Exchange:
 
     def _attempt_timeout(self, call: Call) -> httpx.Timeout:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
-        base = call.timeout or self._timeout or self._http.timeout
+        base = call.timeout or self._timeout or self._port.default_timeout
         remaining = call.remaining(asyncio.get_running_loop().time())
         if remaining is None or remaining >= _longest(base):
             # Nothing to cut (the usual case): no new Timeout per attempt.
@@ -297,16 +259,14 @@ def _identity(call: Call) -> CallIdentity:
     return CallIdentity(call.operation, call.trade_no, call.label)
 
 
-def _failure(exc: Exception) -> TransportFailure:
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    phase = Phase.NOT_SENT if isinstance(exc, _NOT_SENT) else Phase.MAYBE_SENT
-    return TransportFailure(
-        phase, timed_out=isinstance(exc, httpx.TimeoutException), reason=reason
+def _answer(reply: Reply) -> HTTPAnswer:
+    return HTTPAnswer(
+        reply.status, reply.body, _retry_after(reply.headers), problem=reply.problem
     )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
     if value is None:
         return None
     # delay-seconds is digits only; float() would also take "inf" and "nan".

@@ -129,7 +129,8 @@ class HTTPAnswer:
     """The facts of an exchange that got an HTTP answer."""
 
     status: int
-    body: bytes
+    #: Its repr shows the size only: an answer may echo personal data.
+    body: bytes = attrs.field(repr=lambda body: f"<{len(body)} bytes>")
     retry_after: float | None = None
     #: Why *body* is not the whole answer (over the size cap, an encoding
     #: we cannot read), or None.

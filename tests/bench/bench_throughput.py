@@ -40,7 +40,7 @@ from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from vexora_async._transport import TransportName
+    from vexora_async._transports import TransportName
 
 
 MERCHANT_NO = "1000000001"

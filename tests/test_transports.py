@@ -1,14 +1,16 @@
-"""Both transports, end to end over real loopback sockets.
+"""Both transports' ports, end to end over real loopback sockets.
 
-Every test that takes *transport* runs once on httpx's own transport and
-once on the aiohttp transport: the aiohttp one passes when it behaves
-exactly like the default, both in what httpx raises and in what the SDK
-makes of it (sent or not sent).
+Every test that takes *transport* runs once on the default port (the
+SDK's httpx client) and once on the aiohttp port: the aiohttp one passes
+when it behaves exactly like the default, both in the facts its port
+reports (sent or not sent, timed out or not) and in what the SDK makes of
+them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -24,8 +26,16 @@ from vexora_async import (
     VexoraClient,
     sign,
 )
-from vexora_async._aiohttp_transport import AiohttpTransport
-from vexora_async._transport import TransportName, make_http_client
+from vexora_async._outcomes import Phase
+from vexora_async._transports import (
+    USER_AGENT,
+    Port,
+    Reply,
+    SendFailed,
+    TransportName,
+    make_port,
+)
+from vexora_async._transports._aiohttp import AiohttpPort
 
 from tests.helpers import MERCHANT_NO, SECRET, make_payout
 from tests.loopback_gateway import LoopbackGateway, loopback_gateway, refused_port
@@ -54,11 +64,40 @@ async def gateway() -> AsyncIterator[LoopbackGateway]:
         yield server
 
 
-def raw_client(transport: TransportName, **options: object) -> httpx.AsyncClient:
-    """A plain httpx client on *transport*, as the SDK builds it."""
-    options.setdefault("timeout", httpx.Timeout(5.0))
-    options.setdefault("max_connections", 10)
-    return make_http_client(transport=transport, **options)  # type: ignore[arg-type]  # test-only kwargs
+def port(
+    transport: TransportName,
+    *,
+    timeout: float = 5.0,
+    max_connections: int = 10,
+    max_answer_bytes: int = 1024 * 1024,
+) -> Port:
+    """The port *transport* names, as the SDK builds it."""
+    return make_port(
+        transport=transport,
+        http_client=None,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        timeout=httpx.Timeout(timeout),
+        max_connections=max_connections,
+        max_answer_bytes=max_answer_bytes,
+    )
+
+
+async def post(
+    transport: Port, url: str, timeout: httpx.Timeout | None = None
+) -> Reply:
+    """POST an empty JSON object through *transport*."""
+    return await transport.send(url, b"{}", timeout or transport.default_timeout)
+
+
+async def failure(transport: TransportName, url: str, **options: object) -> SendFailed:
+    """The SendFailed a POST to *url* raises on a fresh port."""
+    sender = port(transport, **options)  # type: ignore[arg-type]  # test-only kwargs
+    try:
+        with pytest.raises(SendFailed) as info:
+            await post(sender, url)
+    finally:
+        await sender.aclose()
+    return info.value
 
 
 def sdk(base_url: str, transport: TransportName, **options: object) -> VexoraClient:
@@ -93,10 +132,18 @@ async def test_payout_round_trip(
     assert headers["content-type"] == "application/json"
 
 
-async def test_client_is_httpx_on_both(transport: TransportName) -> None:
-    """Whatever the transport, the SDK's client is an httpx.AsyncClient."""
+async def test_http_client_only_on_the_httpx_transport(
+    transport: TransportName,
+) -> None:
+    """The default transport is an httpx client; aiohttp's has none to give."""
     async with sdk("http://127.0.0.1:9/myanmar", transport) as client:
-        assert isinstance(client.http_client, httpx.AsyncClient)
+        assert client.transport == transport
+        if transport == "httpx":
+            assert isinstance(client.http_client, httpx.AsyncClient)
+        else:
+            with pytest.raises(InvalidRequestError) as info:
+                _ = client.http_client
+            assert info.value.field == "http_client"
 
 
 async def test_many_concurrent_payouts_share_few_connections(
@@ -119,43 +166,64 @@ async def test_gzip_answer_is_decoded_once(
 ) -> None:
     """A gzip-encoded answer reads as the envelope, not as compressed bytes."""
     gateway.mode = "gzip"
-    async with raw_client(transport) as http:
-        response = await http.post(gateway.base_url, content=b"{}")
-    assert response.json()["code"] == "0000"
-    assert response.headers["content-encoding"] == "gzip"
-    assert response.http_version == "HTTP/1.1"
-    assert response.reason_phrase == "OK"
+    sender = port(transport)
+    try:
+        reply = await post(sender, gateway.base_url)
+    finally:
+        await sender.aclose()
+    assert reply.status == 200
+    assert reply.problem is None
+    assert json.loads(reply.body)["code"] == "0000"
+    assert reply.headers["content-encoding"] == "gzip"
 
 
-# -- failures: what httpx raises ---------------------------------------------
-
-
-async def test_refused_port_is_connect_error(transport: TransportName) -> None:
-    """A refused connection raises httpx.ConnectError: provably not sent."""
-    async with raw_client(transport) as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.post(f"http://127.0.0.1:{refused_port()}/", content=b"{}")
-
-
-async def test_silence_is_read_timeout(
+async def test_answer_over_the_cap_is_a_problem(
     gateway: LoopbackGateway, transport: TransportName
 ) -> None:
-    """A server that never answers raises httpx.ReadTimeout."""
+    """An answer over max_answer_bytes is reported, not handed over."""
+    sender = port(transport, max_answer_bytes=16)
+    try:
+        reply = await post(sender, gateway.base_url)
+        # The connection of an unread answer is not reused: the next
+        # request still gets a whole, fresh answer.
+        again = await post(sender, gateway.base_url)
+    finally:
+        await sender.aclose()
+    assert reply.body == b""
+    assert reply.problem == "the answer is over the 16-byte cap"
+    assert again.problem == reply.problem
+
+
+# -- failures: the facts each port reports -----------------------------------
+
+
+async def test_refused_port_was_not_sent(transport: TransportName) -> None:
+    """A refused connection: provably not sent, not a timeout."""
+    failed = await failure(transport, f"http://127.0.0.1:{refused_port()}/")
+    assert failed.failure.phase is Phase.NOT_SENT
+    assert not failed.failure.timed_out
+    assert isinstance(failed.__cause__, Exception)
+
+
+async def test_silence_may_have_been_sent(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """A server that never answers: a read timeout, maybe sent."""
     gateway.mode = "hang"
-    async with raw_client(transport, timeout=httpx.Timeout(SHORT)) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            await http.post(gateway.base_url, content=b"{}")
+    failed = await failure(transport, gateway.base_url, timeout=SHORT)
+    assert failed.failure.phase is Phase.MAYBE_SENT
+    assert failed.failure.timed_out
 
 
 @pytest.mark.parametrize("mode", ["close_before", "close_mid"])
-async def test_closed_connection_is_protocol_error(
+async def test_closed_connection_may_have_been_sent(
     gateway: LoopbackGateway, transport: TransportName, mode: str
 ) -> None:
-    """A connection closed before or during the answer: RemoteProtocolError."""
+    """A connection closed before or during the answer: maybe sent."""
     gateway.mode = mode  # type: ignore[assignment]  # parametrized literal
-    async with raw_client(transport) as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await http.post(gateway.base_url, content=b"{}")
+    failed = await failure(transport, gateway.base_url)
+    assert failed.failure.phase is Phase.MAYBE_SENT
+    assert not failed.failure.timed_out
 
 
 async def test_pool_wait_times_out_as_not_sent(
@@ -163,13 +231,18 @@ async def test_pool_wait_times_out_as_not_sent(
 ) -> None:
     """Waiting too long for a pooled connection is a not-sent timeout."""
     gateway.mode = "hang"
-    timeout = httpx.Timeout(5.0, pool=SHORT)
-    async with raw_client(transport, timeout=timeout, max_connections=1) as http:
-        holder = asyncio.create_task(http.post(gateway.base_url, content=b"{}"))
+    sender = port(transport, max_connections=1)
+    try:
+        holder = asyncio.create_task(post(sender, gateway.base_url))
         await gateway.until(lambda: bool(gateway.requests))
-        with pytest.raises((httpx.PoolTimeout, httpx.ConnectTimeout)):
-            await http.post(gateway.base_url, content=b"{}")
+        with pytest.raises(SendFailed) as info:
+            await post(sender, gateway.base_url, httpx.Timeout(5.0, pool=SHORT))
         holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+    finally:
+        await sender.aclose()
+    assert info.value.failure.phase is Phase.NOT_SENT
+    assert info.value.failure.timed_out
     assert len(gateway.requests) == 1
 
 
@@ -261,12 +334,16 @@ async def test_aclose_closes_the_aiohttp_session(gateway: LoopbackGateway) -> No
     """Closing the client closes aiohttp's session and its sockets."""
     client = sdk(gateway.base_url, "aiohttp")
     await client.get_balance()
-    transport = client.http_client._transport
-    assert isinstance(transport, AiohttpTransport)
-    session = transport._session
+    sender = client._port
+    assert isinstance(sender, AiohttpPort)
+    session = sender.session
     assert session is not None
     await client.aclose()
     assert session.closed
+    assert sender.is_closed
+    with pytest.raises(SendFailed) as info:
+        await post(sender, gateway.base_url)
+    assert info.value.failure.phase is Phase.NOT_SENT
     await asyncio.wait_for(
         gateway.until(lambda: gateway.open_connections == 0), timeout=10
     )
@@ -307,13 +384,15 @@ async def test_environment_proxy_is_honoured(
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{refused_port()}")
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.setenv("no_proxy", "")
-    async with raw_client(transport) as http:
-        # The (refused) proxy is dialled instead of the gateway.
-        with pytest.raises(httpx.ConnectError):
-            await http.post(gateway.base_url, content=b"{}")
+    # The (refused) proxy is dialled instead of the gateway: not sent.
+    failed = await failure(transport, gateway.base_url)
+    assert failed.failure.phase is Phase.NOT_SENT
     assert gateway.requests == []
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    async with raw_client(transport) as http:
-        response = await http.post(gateway.base_url, content=b"{}")
-    assert response.status_code == 200
+    sender = port(transport)
+    try:
+        reply = await post(sender, gateway.base_url)
+    finally:
+        await sender.aclose()
+    assert reply.status == 200

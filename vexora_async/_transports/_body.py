@@ -11,9 +11,7 @@ as soon as the cap is passed.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
-
-import attrs
+from typing import TYPE_CHECKING, NamedTuple
 
 
 if TYPE_CHECKING:
@@ -27,8 +25,7 @@ DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-@attrs.frozen
-class Body:
+class Body(NamedTuple):
     """What was read: the bytes, or why they cannot be used."""
 
     content: bytes
@@ -85,7 +82,7 @@ async def read_capped(
             piece = decode(chunk, cap - size + 1)
             size += len(piece)
             if size > cap:
-                return _over(cap)
+                return over_cap(cap)
             parts.append(piece)
     except zlib.error as exc:
         return Body(b"", f"the answer does not inflate ({exc})")
@@ -93,9 +90,28 @@ async def read_capped(
 
 
 def capped(content: bytes, cap: int) -> Body:
-    """Apply the cap to an answer that is already in memory."""
-    return _over(cap) if len(content) > cap else Body(content)
+    """Apply the cap to an answer that is already in memory, and decoded."""
+    return over_cap(cap) if len(content) > cap else Body(content)
 
 
-def _over(cap: int) -> Body:
+def inflate_capped(raw: bytes, content_encoding: str, cap: int) -> Body:
+    """Decode *raw*, a whole undecoded body already read, at most *cap* bytes.
+
+    For a body whose ``Content-Length`` was within the cap: read in one
+    go, then inflated with the same bound as :func:`read_capped`.
+    """
+    if not content_encoding:
+        return over_cap(cap) if len(raw) > cap else Body(raw)
+    decode = _inflater(content_encoding.strip().lower())
+    if decode is None:
+        return Body(b"", f"the answer's Content-Encoding {content_encoding!r:.40}")
+    try:
+        content = decode(raw, cap + 1)
+    except zlib.error as exc:
+        return Body(b"", f"the answer does not inflate ({exc})")
+    return over_cap(cap) if len(content) > cap else Body(content)
+
+
+def over_cap(cap: int) -> Body:
+    """Return what is left of an answer over *cap*: nothing usable."""
     return Body(b"", f"the answer is over the {cap}-byte cap")

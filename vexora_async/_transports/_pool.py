@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ._ssl import shared_ssl_context
+
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -99,7 +101,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         base, extra = divmod(max_connections, count)
         sizes = [base + (i < extra) for i in range(count)]
         self._keepalive_expiry = keepalive_expiry
-        self._ssl_context = httpx.create_ssl_context(trust_env=trust_env)
+        self._ssl_context = shared_ssl_context(trust_env=trust_env)
         self._trust_env = trust_env
         self._shards = [self._new_shard(size) for size in sizes]
         #: One entry per free connection: the index of its shard. Taken and

@@ -1,0 +1,255 @@
+"""The aiohttp port: ``transport="aiohttp"`` sends through one ``ClientSession``.
+
+No httpx objects on the way: the exchange hands over a URL, the signed
+body and the attempt's timeouts; the port POSTs them with aiohttp and
+returns the status, the headers and at most the cap of the answer. Needs
+the ``aiohttp`` extra (``pip install vexora-async[aiohttp]``).
+
+What makes it safe for payouts is the classification of aiohttp's
+failures: only failures to *connect* (refused, unreachable, DNS, proxy,
+TLS handshake, a connect or pool-wait timeout) say "never sent"; a lost
+connection, a read timeout or a broken answer say "may have been sent", so
+a payout becomes an unknown outcome and is reconciled, never blindly
+re-sent. aiohttp itself re-sends only idempotent methods on a stale
+keep-alive connection, never a POST.
+
+aiohttp internals used, checked against aiohttp 3.9-3.14:
+``aiohttp.helpers.get_env_proxy_for_url`` (the proxy lookup aiohttp's own
+``trust_env`` does) and the connector's ``_acquired`` set (only to count
+connections in use, for inspection). The rest is public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from vexora_async._outcomes import Phase, TransportFailure
+from vexora_async.exceptions import InvalidRequestError
+
+from ._body import Body, inflate_capped, over_cap, read_capped
+from ._port import Reply, SendFailed
+from ._ssl import shared_ssl_context
+
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import aiohttp
+    import httpx
+
+
+def import_aiohttp() -> Any:
+    """Import aiohttp, or say which extra brings it."""
+    try:
+        import aiohttp
+    except ImportError as exc:
+        raise InvalidRequestError(
+            "transport",
+            "'aiohttp' needs the aiohttp extra: pip install 'vexora-async[aiohttp]'",
+        ) from exc
+    return aiohttp
+
+
+def _classes(aiohttp: Any) -> tuple[tuple[type[BaseException], Phase, bool], ...]:
+    """Aiohttp's failures as (type, phase, timed out); the first match wins.
+
+    The order matters: aiohttp's timeouts are also connection errors, and
+    its connector errors are also ``OSError``.
+    """
+    pairs: list[tuple[type[BaseException], Phase, bool]] = []
+    # aiohttp >= 3.10 tells a connect (or pool) timeout from a read one.
+    if hasattr(aiohttp, "ConnectionTimeoutError"):
+        pairs.append((aiohttp.ConnectionTimeoutError, Phase.NOT_SENT, True))
+    pairs += [
+        # A read timeout, or (aiohttp < 3.10) a timeout of unknown phase.
+        (asyncio.TimeoutError, Phase.MAYBE_SENT, True),
+        # Refused, unreachable, DNS, proxy, TLS handshake.
+        (aiohttp.ClientConnectorError, Phase.NOT_SENT, False),
+        (aiohttp.InvalidURL, Phase.NOT_SENT, False),
+        # Closed before or during the answer, an answer aiohttp could not
+        # parse, a reset after connecting.
+        (aiohttp.ClientError, Phase.MAYBE_SENT, False),
+        (OSError, Phase.MAYBE_SENT, False),
+    ]
+    return tuple(pairs)
+
+
+class AiohttpPort:
+    """POST through one ``aiohttp.ClientSession``, made on the first request.
+
+    *headers* go on every request. *max_connections* caps the connections
+    (aiohttp's ``limit``); idle ones are kept *keepalive_expiry* seconds.
+    *trust_env* honours the environment's proxies (``HTTPS_PROXY``,
+    ``NO_PROXY``...), looked up once per origin, and ``SSL_CERT_FILE``;
+    TLS verifies against the trust store httpx uses, one context per
+    process.
+
+    The attempt's httpx timeouts map to aiohttp's: *pool* to ``connect``
+    (aiohttp's bound on waiting for a pooled connection, which also covers
+    opening a new one), *connect* to ``sock_connect``, *read* to
+    ``sock_read``. aiohttp has no write timeout; the SDK's bodies are a
+    few hundred bytes, and the call's deadline bounds it all.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        max_answer_bytes: int,
+        max_connections: int = 100,
+        keepalive_expiry: float = 30.0,
+        trust_env: bool = True,
+    ) -> None:
+        self._aiohttp = import_aiohttp()
+        import yarl
+
+        self._yarl = yarl
+        self._headers = dict(headers)
+        self._cap = max_answer_bytes
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._trust_env = trust_env
+        self._ssl = shared_ssl_context(trust_env=trust_env)
+        self._classes = _classes(self._aiohttp)
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, tuple[Any, Any, Any]] = {}
+        self._timeouts: dict[tuple[float | None, ...], Any] = {}
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`aclose` was called."""
+        return self._closed
+
+    @property
+    def default_timeout(self) -> httpx.Timeout:
+        """The SDK's defaults; the client always passes its own."""
+        from ._httpx import DEFAULT_TIMEOUT
+
+        return DEFAULT_TIMEOUT
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session, once the first request made it."""
+        return self._session
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections taken by a request in flight (for inspection and tests)."""
+        if self._session is None:
+            return 0
+        # aiohttp exposes no count; _acquired is the connector's set of
+        # connections handed out (aiohttp 3.9-3.14).
+        return len(self._session.connector._acquired)  # type: ignore[union-attr]  # noqa: SLF001
+
+    def _open(self) -> aiohttp.ClientSession:
+        aiohttp = self._aiohttp
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive_expiry,
+                ssl=self._ssl,
+            ),
+            headers=self._headers,
+            # We inflate with a bound ourselves (see _body).
+            auto_decompress=False,
+            # aiohttp's trust_env re-reads the proxy variables and ~/.netrc
+            # (in a thread) on every request; we look proxies up once per
+            # origin instead (see _target).
+            trust_env=False,
+            # The gateway sets no cookies; none are sent back.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self._session
+
+    async def send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
+        """POST *body*; return the capped answer or raise :class:`SendFailed`."""
+        if self._closed:
+            reason = "the transport is closed"
+            raise SendFailed(TransportFailure(Phase.NOT_SENT, False, reason))
+        session = self._session or self._open()
+        target, proxy, proxy_auth = self._urls.get(url) or self._target(url)
+        try:
+            response = await session.post(
+                target,
+                data=body,
+                allow_redirects=False,
+                timeout=self._timeout(timeout),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+            )
+        # The edge of aiohttp: each failure becomes facts, classified.
+        except (self._aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise SendFailed(self._failure(exc)) from exc
+        read: Body | None = None
+        try:
+            read = await self._read(response)
+        except (self._aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise SendFailed(self._failure(exc)) from exc
+        finally:
+            if read is not None and read.problem is None:
+                response.release()
+            else:
+                # Unread bytes must never meet the next request.
+                response.close()
+        return Reply(response.status, response.headers, read.content, read.problem)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> Body:
+        encoding = response.headers.get("Content-Encoding", "")
+        length = response.content_length
+        if length is not None:
+            if length > self._cap:
+                return over_cap(self._cap)
+            # The usual answer: a few hundred bytes, in one read.
+            return inflate_capped(await response.read(), encoding, self._cap)
+        # Chunked or until close: never more than the cap.
+        return await read_capped(response.content.iter_any(), encoding, self._cap)
+
+    def _target(self, url: str) -> tuple[Any, Any, Any]:
+        """Parse *url* and look up its proxy, once per URL."""
+        yarl = self._yarl
+        # Our URLs are made of a base URL and a path; yarl quotes as httpx does.
+        target = yarl.URL(url)
+        proxy: Any = None
+        proxy_auth: Any = None
+        if self._trust_env:
+            origin = yarl.URL.build(
+                scheme=target.scheme, host=target.host or "", port=target.port
+            )
+            with contextlib.suppress(LookupError):
+                proxy, proxy_auth = self._aiohttp.helpers.get_env_proxy_for_url(origin)
+        found = self._urls[url] = (target, proxy, proxy_auth)
+        return found
+
+    def _timeout(self, timeout: httpx.Timeout) -> Any:
+        key = (timeout.pool, timeout.connect, timeout.read)
+        mapped = self._timeouts.get(key)
+        if mapped is None:
+            mapped = self._aiohttp.ClientTimeout(
+                total=None,
+                connect=timeout.pool,
+                sock_connect=timeout.connect,
+                sock_read=timeout.read,
+            )
+            # Cut timeouts (an attempt near its deadline) are one-offs.
+            if len(self._timeouts) < 16:  # noqa: PLR2004
+                self._timeouts[key] = mapped
+        return mapped
+
+    def _failure(self, exc: BaseException) -> TransportFailure:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        for kind, phase, timed_out in self._classes:
+            if isinstance(exc, kind):
+                return TransportFailure(phase, timed_out, reason)
+        return TransportFailure(Phase.MAYBE_SENT, False, reason)  # pragma: no cover
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

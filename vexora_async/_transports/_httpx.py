@@ -1,0 +1,206 @@
+"""The default port: the shared ``httpx.AsyncClient`` and how it is built.
+
+Requests go through ``client.send``, so an injected client's event hooks,
+auth, mounts and transports (and respx) see every request the SDK sends.
+The client the SDK builds for itself sends over :class:`._pool.ShardedTransport`
+and never follows a redirect.
+
+httpx internals touched here, each checked against httpx 0.27-0.28:
+``httpx._utils.get_environment_proxies`` (the environment's proxy mounts,
+which httpx reads only when it builds its own transport) and the client's
+``_cookies`` attribute (see :class:`_LazyCookies`).
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import TYPE_CHECKING
+
+import httpx
+from httpx._utils import get_environment_proxies  # no public equivalent
+
+from vexora_async._outcomes import Phase, TransportFailure
+from vexora_async._version import __version__
+
+from ._body import capped, read_capped
+from ._pool import ShardedTransport
+from ._port import Reply, SendFailed
+from ._ssl import shared_ssl_context
+
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+#: Connect fast (a refused connect is safe to retry); give the gateway time
+#: to answer a payout, whose answer we must not lose to an eager timeout.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, write=10.0, pool=30.0)
+#: The SDK never hands the pool more requests than connections; see the
+#: performance guide.
+DEFAULT_MAX_CONNECTIONS = 100
+USER_AGENT = (
+    f"vexora-async/{__version__} httpx/{httpx.__version__} "
+    f"{platform.python_implementation()}/{platform.python_version()}"
+)
+
+# A failure to reach the gateway at all: the request provably was not sent.
+# Building the request (a bad URL, an unsupported scheme) or reaching a proxy
+# fails before anything reaches the gateway too.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
+
+
+class HttpxPort:
+    """Send through *client* with ``client.send``; read at most *max_answer_bytes*.
+
+    *headers* are added to every request; ``None`` when they are set on
+    the client already (the SDK's own client). *owned*: :meth:`aclose`
+    closes the client (never an injected one).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        headers: Mapping[str, str] | None,
+        max_answer_bytes: int,
+        owned: bool,
+    ) -> None:
+        self.client = client
+        self._headers = headers
+        self._cap = max_answer_bytes
+        self._owned = owned
+        # httpx parses a str URL on every request; ours are a handful.
+        self._urls: dict[str, httpx.URL] = {}
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the client is closed, by us or by its owner."""
+        return self.client.is_closed
+
+    @property
+    def default_timeout(self) -> httpx.Timeout:
+        """The client's own timeouts, read per attempt (its owner may change them)."""
+        return self.client.timeout
+
+    async def send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
+        """POST *body*; return the capped answer or raise :class:`SendFailed`."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+        try:
+            request = self.client.build_request(
+                "POST", parsed, content=body, headers=self._headers, timeout=timeout
+            )
+            response = await self.client.send(request, stream=True)
+            try:
+                if hasattr(response, "_content"):
+                    # Read already: a mock transport handed over a whole answer.
+                    read = capped(response.content, self._cap)
+                else:
+                    read = await read_capped(
+                        response.aiter_raw(),
+                        response.headers.get("Content-Encoding", ""),
+                        self._cap,
+                    )
+            finally:
+                # Closing an unfinished answer closes its connection: the
+                # pool never reuses a connection with unread bytes on it.
+                await response.aclose()
+        # The edge of httpx (and of an injected client's hooks and auth):
+        # every failure becomes facts, classified by whether it may have left.
+        except Exception as exc:
+            raise SendFailed(_failure(exc)) from exc
+        return Reply(response.status_code, response.headers, read.content, read.problem)
+
+    async def aclose(self) -> None:
+        """Close the client if the SDK made it."""
+        if self._owned:
+            await self.client.aclose()
+
+
+def _failure(exc: Exception) -> TransportFailure:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    phase = Phase.NOT_SENT if isinstance(exc, _NOT_SENT) else Phase.MAYBE_SENT
+    return TransportFailure(
+        phase, timed_out=isinstance(exc, httpx.TimeoutException), reason=reason
+    )
+
+
+def default_limits(max_connections: int = DEFAULT_MAX_CONNECTIONS) -> httpx.Limits:
+    """Pool limits sized to the SDK's own concurrency limit."""
+    return httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+    )
+
+
+def make_http_client(
+    *,
+    timeout: httpx.Timeout,
+    max_connections: int,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """Create the httpx client the SDK owns (and closes)."""
+    limits = default_limits(max_connections)
+    client = httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        headers=headers or {"User-Agent": USER_AGENT},
+        # httpx's own transport, split into small pools: see _pool.
+        transport=ShardedTransport(
+            max_connections=max_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        ),
+        mounts=_environment_proxies(limits),
+        # The gateway never redirects; following one could replay a payout
+        # to another host.
+        follow_redirects=False,
+        # SSL_CERT_FILE and the like, as httpx does; proxies: see above.
+        trust_env=True,
+    )
+    # httpx offers no hook for this; the attribute is what its `cookies`
+    # property reads and its response path writes to.
+    client._cookies = _LazyCookies()  # noqa: SLF001
+    return client
+
+
+class _LazyCookies(httpx.Cookies):
+    """httpx's cookie store, minus the work when an answer sets no cookie.
+
+    httpx wraps every response in urllib request/response objects for
+    ``http.cookiejar``, cookies or not: a tenth of a request's CPU in our
+    profile. The gateway sets no cookies; if it ever does, they are stored
+    exactly as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Store the cookies *response* sets, if it sets any."""
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+def _environment_proxies(
+    limits: httpx.Limits,
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """Mount the environment's proxies (HTTPS_PROXY, NO_PROXY...) as httpx does.
+
+    httpx reads them only when it makes its own transport, not when given
+    one (ours): so the SDK mounts them itself, with httpx's own reading of
+    the variables. A ``None`` mount sends those URLs through ours.
+    """
+    return {
+        pattern: None
+        if url is None
+        else httpx.AsyncHTTPTransport(
+            proxy=url, limits=limits, trust_env=True, verify=shared_ssl_context()
+        )
+        for pattern, url in get_environment_proxies().items()
+    }
