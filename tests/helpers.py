@@ -30,6 +30,8 @@ from vexora_async.testing import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import respx
+
 
 SECRET = "app-secret-0001"
 MERCHANT_NO = "1000000001"
@@ -87,6 +89,26 @@ def ok(data: dict[str, Any] | None = None) -> httpx.Response:
 def code(value: str, msg: str = "x") -> httpx.Response:
     """Return an envelope with *value* as its code and no data."""
     return httpx.Response(200, json=envelope(None, code=value, msg=msg))
+
+
+#: A payout's path and its status query's, below :data:`BASE_URL`.
+PAYOUT = "/v1/vexora/disbursements"
+QUERY = "/v1/vexora/queryPayOutResult"
+
+
+def route_retry_and_reconciliation(router: respx.MockRouter) -> None:
+    """Route a payout's 503, then its lost answer; the status query finds it.
+
+    One create that is retried (``Retry-After: 0``) and then reconciled:
+    what the event hooks are checked against.
+    """
+    router.post(PAYOUT).mock(
+        side_effect=[
+            httpx.Response(503, headers={"Retry-After": "0"}),
+            httpx.ReadTimeout("slow"),
+        ]
+    )
+    router.post(QUERY).mock(return_value=ok(payout_data(status="0000")))
 
 
 def make_payout(**overrides: Any) -> PayoutRequest:

@@ -26,20 +26,20 @@ from vexora_async.events import (
 from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
+    PAYOUT,
+    QUERY,
     SECRET,
     envelope,
     make_payout,
     mock_client,
     ok,
-    payout_data,
+    route_retry_and_reconciliation,
 )
 
 
 if TYPE_CHECKING:
     import respx
 
-PAYOUT = "/v1/vexora/disbursements"
-QUERY = "/v1/vexora/queryPayOutResult"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
 
 
@@ -47,13 +47,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(
     router: respx.MockRouter,
 ) -> None:
     """503, then a lost answer, then the query finds it: every step is seen."""
-    router.post(PAYOUT).mock(
-        side_effect=[
-            httpx.Response(503, headers={"Retry-After": "0"}),
-            httpx.ReadTimeout("slow"),
-        ]
-    )
-    router.post(QUERY).mock(return_value=ok(payout_data(status="0000")))
+    route_retry_and_reconciliation(router)
     seen: list[Event] = []
     async with mock_client(router.async_handler, retry=FAST, on_event=seen.append) as c:
         await c.create_payout(make_payout())

@@ -45,11 +45,14 @@ from tests.helpers import (
     BASE_URL,
     MERCHANT_NO,
     ONE_EXCHANGE,
+    PAYOUT,
+    QUERY,
     SECRET,
     envelope,
     make_payout,
     ok,
     payout_data,
+    route_retry_and_reconciliation,
 )
 from tests.loopback_gateway import loopback_gateway
 
@@ -59,8 +62,6 @@ if TYPE_CHECKING:
 
     import respx
 
-PAYOUT = "/v1/vexora/disbursements"
-QUERY = "/v1/vexora/queryPayOutResult"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
 ACCOUNT = "3560123456789012"
 NAME = "Ko Min Thu"
@@ -141,13 +142,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(  # noqa: PLR0915
     router: respx.MockRouter, telemetry: Telemetry
 ) -> None:
     """503, a lost answer, a status query that finds it: one trace shows all."""
-    router.post(PAYOUT).mock(
-        side_effect=[
-            httpx.Response(503, headers={"Retry-After": "0"}),
-            httpx.ReadTimeout("slow"),
-        ]
-    )
-    router.post(QUERY).mock(return_value=ok(payout_data(status="0000")))
+    route_retry_and_reconciliation(router)
     tracer = telemetry.tracer_provider.get_tracer("the caller")
     async with (
         traced_http(router.async_handler, telemetry) as http,

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from vexora_async import RetryPolicy
 from vexora_async.events import CallbackHandled
 from vexora_async.prometheus import PrometheusHook
 
-from tests.helpers import envelope, make_payout, mock_client, payout_data
+from tests.helpers import make_payout, mock_client, route_retry_and_reconciliation
 
 
 if TYPE_CHECKING:
     import respx
 
-PAYOUT = "/v1/vexora/disbursements"
-QUERY = "/v1/vexora/queryPayOutResult"
 FAST = RetryPolicy(backoff_initial=0.001, backoff_max=0.002, deadline=5.0)
 
 
@@ -43,15 +40,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(
     router: respx.MockRouter,
 ) -> None:
     """503, a lost answer, a status query: every metric moves as it should."""
-    router.post(PAYOUT).mock(
-        side_effect=[
-            httpx.Response(503, headers={"Retry-After": "0"}),
-            httpx.ReadTimeout("slow"),
-        ]
-    )
-    router.post(QUERY).mock(
-        return_value=httpx.Response(200, json=envelope(payout_data(status="0000")))
-    )
+    route_retry_and_reconciliation(router)
     registry = CollectorRegistry()
     async with mock_client(
         router.async_handler, retry=FAST, on_event=PrometheusHook(registry)

@@ -31,7 +31,7 @@ from ._models import (
 from ._operations import Operation
 from ._outcomes import call_outcome
 from ._retry import RetryMiddleware, RetryPolicy
-from ._secret import Secret
+from ._secret import Secret, as_secret, check_credential, credential_problem
 from ._transports import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_ANSWER_BYTES,
@@ -178,39 +178,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _check_credential(field: str, value: object) -> str:
-    problem = _credential_problem(value)
-    if problem is not None:
-        raise InvalidRequestError(field, problem)
-    return value  # type: ignore[return-value]  # a str: checked just above
-
-
-def _credential_problem(value: object) -> str | None:
-    """Say what is wrong with a credential, without raising from here.
-
-    The secret is checked through this: a traceback raised from a frame
-    holding it as a plain local would hand it to any error reporter that
-    records frame locals.
-    """
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty str"
-    if len(value) > _MAX_CREDENTIAL:
-        return f"is longer than {_MAX_CREDENTIAL} characters"
-    if not value.isascii() or not value.isprintable() or value != value.strip():
-        return "must be printable ASCII with no edge spaces"
-    return None
-
-
-_MAX_CREDENTIAL = 1024
-
-
-def _as_secret(app_secret: object) -> Secret:
-    """Wrap the app secret, or check a :class:`Secret` given by the caller."""
-    if not isinstance(app_secret, Secret):
-        return Secret(app_secret)  # type: ignore[arg-type]  # checked by the caller
-    return app_secret
 
 
 def _as_timeout(
@@ -385,12 +352,14 @@ class VexoraClient:
         meter_provider: object | None = None,
     ) -> None:
         # First, before any other check can raise: from here on this frame
-        # holds only the masked wrapper (error reporters record frame locals).
-        app_secret = _as_secret(app_secret)
-        problem = _credential_problem(app_secret.value)
-        if problem is not None:
-            raise InvalidRequestError("app_secret", problem)
-        self._merchant_no = _check_credential("merchant_no", merchant_no)
+        # holds only the masked wrapper (error reporters record frame locals),
+        # and a refused secret is dropped before the error leaves it.
+        try:
+            app_secret = as_secret(app_secret, rule=credential_problem)
+        except BaseException:
+            del app_secret
+            raise
+        self._merchant_no = check_credential("merchant_no", merchant_no)
         # The OpenTelemetry hook first: user hooks then run with its span
         # current.
         self._hooks = _instrumentation(

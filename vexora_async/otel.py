@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 
 try:
@@ -35,6 +35,7 @@ from ._telemetry import (
     DURATION_BUCKETS,
     PAYOUT_OPERATION,
     WAIT_BUCKETS,
+    EventAdapter,
     gateway_code_label,
     http_status_label,
     kind_label,
@@ -56,13 +57,9 @@ from .events import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
     from opentelemetry.util.types import AttributeValue
-
-    from .events import Event
 
 
 #: The instrumentation scope's name (tracer and meter).
@@ -108,7 +105,7 @@ class _OpenCall:
         return self.operation == operation and self.trade_no == trade_no
 
 
-class OpenTelemetryHook:
+class OpenTelemetryHook(EventAdapter):
     """An ``on_event`` hook that turns the SDK's events into spans and metrics.
 
     *tracer_provider* and *meter_provider* default to OpenTelemetry's
@@ -187,23 +184,7 @@ class OpenTelemetryHook:
         self._open: contextvars.ContextVar[_OpenCall | None] = contextvars.ContextVar(
             f"vexora_async.otel.{id(self)}", default=None
         )
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            CallStarted: self._call_started,
-            CallFinished: self._call_finished,
-            AttemptFinished: self._attempt_finished,
-            RetryScheduled: self._retry_scheduled,
-            ReconciliationQuery: self._reconciliation_query,
-            Resubmitted: self._resubmitted,
-            LedgerEvent: self._ledger_event,
-            LimiterWait: self._limiter_waited,
-            CallbackHandled: self._callback_handled,
-        }
-
-    def __call__(self, event: Event) -> None:
-        """Handle one event (the SDK calls this; so may a test)."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
+        super().__init__()
 
     # -- a call's frame --------------------------------------------------
 

@@ -32,6 +32,7 @@ from ._telemetry import (
     DURATION_BUCKETS,
     PAYOUT_OPERATION,
     WAIT_BUCKETS,
+    EventAdapter,
     gateway_code_label,
     http_status_label,
     kind_label,
@@ -53,11 +54,7 @@ from .events import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from prometheus_client.registry import CollectorRegistry
-
-    from .events import Event
 
 
 class _Metrics:
@@ -140,7 +137,7 @@ def _metrics_in(registry: CollectorRegistry) -> _Metrics:
         return found
 
 
-class PrometheusHook:
+class PrometheusHook(EventAdapter):
     """An ``on_event`` hook that keeps the SDK's metrics for Prometheus.
 
     Hooks made for the same *registry* share its metrics (a registry takes
@@ -151,22 +148,7 @@ class PrometheusHook:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = prometheus_client.REGISTRY if registry is None else registry
         self._m = _metrics_in(self.registry)
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            CallStarted: self._call_started,
-            CallFinished: self._call_finished,
-            AttemptFinished: self._attempt_finished,
-            RetryScheduled: self._retry_scheduled,
-            ReconciliationQuery: self._reconciliation_query,
-            LedgerEvent: self._ledger_event,
-            LimiterWait: self._limiter_waited,
-            CallbackHandled: self._callback_handled,
-        }
-
-    def __call__(self, event: Event) -> None:
-        """Handle one event (the SDK calls this; so may a test)."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
+        super().__init__()
 
     def _call_started(self, _: CallStarted) -> None:
         self._m.in_flight.inc()
