@@ -686,3 +686,43 @@ def test_instrument_must_be_a_bool() -> None:
 
     with pytest.raises(InvalidRequestError, match="instrument"):
         VexoraClient(MERCHANT_NO, SECRET, BASE_URL, instrument="no")  # type: ignore[arg-type]
+
+
+async def test_automatic_hook_starts_with_a_global_provider(
+    router: respx.MockRouter, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unconfigured, a call records nothing; the next after setup is traced.
+
+    With no provider anywhere, the automatic hook is skipped per call (it
+    would record nothing anyway); a global provider set later, as apps do
+    at startup after building their clients, is picked up at once.
+    """
+    from opentelemetry import trace
+
+    router.post(PAYOUT).mock(
+        side_effect=[
+            ok(payout_data(trade_no="VXUNSEEN")),
+            ok(payout_data(trade_no="VXSEEN01")),
+        ]
+    )
+    seen: list[str | None] = []
+    async with VexoraClient(
+        MERCHANT_NO,
+        SECRET,
+        BASE_URL,
+        http_client=httpx.AsyncClient(
+            transport=httpx.MockTransport(router.async_handler)
+        ),
+    ) as client:
+        hook = client._hooks[0]
+        assert isinstance(hook, OpenTelemetryHook)
+        monkeypatch.setattr(
+            hook, "_call_started", lambda event: seen.append(event.trade_no)
+        )
+        hook.__init__()  # type: ignore[misc]  # rebind the dispatch to the spy
+        await client.create_payout(make_payout(trade_no="VXUNSEEN"))
+        assert seen == []
+        # What trace.set_tracer_provider does, undone after the test.
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", telemetry.tracer_provider)
+        await client.create_payout(make_payout(trade_no="VXSEEN01"))
+    assert seen == ["VXSEEN01"]

@@ -362,9 +362,16 @@ class VexoraClient:
         self._merchant_no = check_credential("merchant_no", merchant_no)
         # The OpenTelemetry hook first: user hooks then run with its span
         # current.
-        self._hooks = _instrumentation(
-            instrument, tracer_provider, meter_provider
-        ) + as_hooks(on_event)
+        auto = _instrumentation(instrument, tracer_provider, meter_provider)
+        self._hooks = auto + as_hooks(on_event)
+        #: With only the automatic OpenTelemetry hook and no provider given,
+        #: each call asks whether one is configured by now: unconfigured, a
+        #: call costs what it costs with no hook at all.
+        self._hooks_wanted: Callable[[], bool] | None = None
+        if auto and len(self._hooks) == 1 and tracer_provider is None is meter_provider:
+            from .otel import providers_configured
+
+            self._hooks_wanted = providers_configured
         self._base_url = _check_base_url(base_url)
         check_retries("max_retries", max_retries)
         check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
@@ -697,7 +704,7 @@ class VexoraClient:
             max_retries=max_retries,
             resolve=resolve,
         )
-        if self._hooks:
+        if self._hooks and (self._hooks_wanted is None or self._hooks_wanted()):
             return await self._traced(call, result_type)
         return _checked(call, await self._handler(call), result_type)
 

@@ -31,6 +31,13 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess
     )
     raise ImportError(msg) from exc
 
+try:
+    # The class of the default global meter provider: private, checked
+    # against opentelemetry-api 1.20-1.45.
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+except ImportError:  # pragma: no cover - a future API
+    _ProxyMeterProvider = None  # type: ignore[assignment,misc]
+
 from ._telemetry import (
     DURATION_BUCKETS,
     PAYOUT_OPERATION,
@@ -103,6 +110,20 @@ class _OpenCall:
 
     def is_for(self, operation: str, trade_no: str | None) -> bool:
         return self.operation == operation and self.trade_no == trade_no
+
+
+def providers_configured() -> bool:
+    """Tell whether a global tracer or meter provider has been set.
+
+    Until one is, OpenTelemetry's API records nothing, and the client's
+    automatic hook is skipped (about 40 µs per call saved); the first call
+    after ``set_tracer_provider`` or ``set_meter_provider`` is traced.
+    """
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    if _ProxyMeterProvider is None:  # pragma: no cover - a future API
+        return True  # cannot tell: trace, as without this check
+    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
 
 
 class OpenTelemetryHook(EventAdapter):
