@@ -173,10 +173,14 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmark suite; write docs/performance/ (never part of tests).
 
-    Takes about 6 minutes on a 2-core machine; ``nox -s bench -- --quick``
-    is a short smoke run. When ``wrk`` is on the PATH (Debian: ``apt-get
+    Takes some 12 to 15 minutes on a 2-core machine (every client runs each
+    round in a fresh process, interleaved); ``nox -s bench -- --quick`` is
+    a short smoke run (about 3 minutes), written to the git-ignored
+    docs/performance/quick/. When ``wrk`` is on the PATH (Debian: ``apt-get
     install wrk``) the server's capacity is measured with it, else with a
-    raw asyncio load generator.
+    raw asyncio load generator. uvloop is installed here so that the
+    throughput rounds at c=10 and c=100 also run each client on uvloop (the
+    SDK itself never installs it: it is the user's opt-in).
     """
     session.install(
         "-e",

@@ -1,4 +1,4 @@
-"""Peak memory of a 100,000-payout batch and of a 50,000-call gather.
+"""Peak memory of a payout batch and a big gather; RSS of idle clients.
 
 Run as ``python tests/bench/bench_memory.py SCENARIO N URL [CPU]``; prints
 one JSON object. Memory is the process's peak RSS growth (``ru_maxrss``,
@@ -16,12 +16,19 @@ what the batch itself added.
     *N* ``create_payout`` calls in one ``asyncio.gather``, the way users
     write it; counts the calls that failed, and those that failed on a
     ``PoolTimeout`` (there must be none: the SDK's limiter queues them).
+``idle-httpx``, ``idle-aiohttp``
+    what an idle client costs beyond the first in a process: one
+    ``VexoraClient`` with that transport constructed (never used) inside a
+    running loop, RSS read, *N* more constructed, ``gc``, RSS read again;
+    reports the growth divided by *N*. Here RSS is the current resident
+    memory (``/proc/self/statm``), not the peak.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -31,7 +38,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from bench_throughput import MERCHANT_NO, SECRET, payout
+from bench_throughput import MERCHANT_NO, SECRET, TransportName, payout
 from vexora_async import EntryState, LedgerEntry, MemoryLedger, VexoraClient
 
 
@@ -139,10 +146,48 @@ async def ledger(n: int) -> dict[str, Any]:
     }
 
 
+async def idle(n: int, base_url: str, transport: TransportName) -> dict[str, Any]:
+    """RSS of *n* idle clients beyond the first: constructed, never used."""
+    gc.collect()
+    before = rss_mb()
+
+    def construct() -> VexoraClient:
+        return VexoraClient(
+            merchant_no=MERCHANT_NO,
+            app_secret=SECRET,
+            base_url=base_url,
+            transport=transport,
+        )
+
+    # The first pays for the imports and whatever is made once per process.
+    clients = [construct()]
+    gc.collect()
+    first = rss_mb()
+    clients += [construct() for _ in range(n)]
+    gc.collect()
+    after = rss_mb()
+    for client in clients:
+        await client.aclose()
+    return {
+        "scenario": f"idle-{transport}",
+        "transport": transport,
+        "n": n,
+        "rss_before_mb": before,
+        "first_client_mb": first - before,
+        "rss_after_first_mb": first,
+        "rss_after_all_mb": after,
+        "per_extra_client_mb": (after - first) / n,
+    }
+
+
 async def main(scenario: str, n: int, base_url: str) -> dict[str, Any]:
     """Warm a default client up, then run *scenario*, measuring memory."""
     if scenario == "ledger":
         return await ledger(n)
+    if scenario == "idle-httpx":
+        return await idle(n, base_url, "httpx")
+    if scenario == "idle-aiohttp":
+        return await idle(n, base_url, "aiohttp")
     async with VexoraClient(MERCHANT_NO, SECRET, base_url) as client:
         await gather(client, 1000, 10**9)  # connections open, code warm
         baseline = rss_mb()

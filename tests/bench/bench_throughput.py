@@ -1,10 +1,13 @@
 """Throughput of the SDK and of raw HTTP clients against one loopback server.
 
 Run as ``python tests/bench/bench_throughput.py CLIENT CONCURRENCY N REPEATS
-URL [CPU]``; prints one JSON object (requests per second of each repeat).
-Each repeat sends *N* requests from *CONCURRENCY* tasks gathered at once
-(no limiter of the benchmark's own: what the caller's ``gather`` gives the
-client is what it gets), after a warm-up that opens the connections.
+URL [CPU] [--loop uvloop]``; prints one JSON object (requests per second
+and CPU µs per request of each repeat). Each repeat sends *N* requests from
+*CONCURRENCY* tasks gathered at once (no limiter of the benchmark's own:
+what the caller's ``gather`` gives the client is what it gets), after a
+warm-up that opens the connections. ``--loop uvloop`` runs the client on
+uvloop's event loop instead of asyncio's (the user's opt-in; the SDK never
+installs it).
 
 The clients, each used as a user would, with default settings:
 
@@ -16,21 +19,29 @@ The clients, each used as a user would, with default settings:
 ``httpx``
     one shared ``httpx.AsyncClient()`` with default limits, POSTing the
     bytes of a signed payout: the naive way.
+``httpx-sdkpool``
+    one shared ``httpx.AsyncClient`` mounted on the SDK's own pooled
+    transport (``ShardedTransport(max_connections=100)``), the same bytes
+    and the same limiter-free gather: the exchange the SDK's default makes,
+    without the SDK. The SDK default's CPU per request minus this one's is
+    the SDK's own work in place.
 ``aiohttp``
     one shared ``aiohttp.ClientSession()``, the same bytes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import os
 import sys
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import httpx
@@ -38,10 +49,20 @@ from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
-    from vexora_async._transports import TransportName
 
+T = TypeVar("T")
+#: The SDK's ``transport`` argument (spelled here, not imported: the
+#: transports are moving between private modules).
+TransportName = Literal["httpx", "aiohttp"]
+CLIENTS = ["sdk", "httpx", "httpx-sdkpool", "sdk-aiohttp", "aiohttp"]
+LOOPS = ["asyncio", "uvloop"]
+#: Where the SDK's pooled transport lives, newest layout first: the
+#: transports are moving into one ``_transports`` subpackage (issue 14).
+SDK_POOL_MODULES = ("vexora_async._transports", "vexora_async._pool")
+#: The SDK's default ``max_connections``, for the raw client on its pool.
+SDK_MAX_CONNECTIONS = 100
 
 MERCHANT_NO = "1000000001"
 SECRET = "app-secret-0001"
@@ -148,8 +169,9 @@ async def measure(
                 lambda i: sdk.create_payout(payout(i)), concurrency, n, repeats
             )
     body = payout_bytes()
-    if client == "httpx":
-        async with httpx.AsyncClient() as http:
+    if client in {"httpx", "httpx-sdkpool"}:
+        mounted = sdk_pool(SDK_MAX_CONNECTIONS) if client == "httpx-sdkpool" else None
+        async with httpx.AsyncClient(transport=mounted) as http:
 
             async def post_httpx(_: int) -> object:
                 response = await http.post(url, content=body, headers=HEADERS)
@@ -168,21 +190,86 @@ async def measure(
     raise SystemExit(msg)
 
 
+def sdk_pool(max_connections: int) -> httpx.AsyncBaseTransport:
+    """The SDK's own pooled transport, ``ShardedTransport``, wherever it lives.
+
+    Looked up by name rather than by a ``try``/``except ImportError``
+    around two imports: mypy would flag whichever of the two modules the
+    checked-out SDK does not have.
+    """
+    for name in SDK_POOL_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module is there but broken: say so
+                raise
+            continue
+        factory: Any = getattr(module, "ShardedTransport", None)
+        if factory is not None:
+            transport: httpx.AsyncBaseTransport = factory(
+                max_connections=max_connections
+            )
+            return transport
+    msg = f"no ShardedTransport in any of {', '.join(SDK_POOL_MODULES)}"
+    raise SystemExit(msg)
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    """Run *main* on asyncio's event loop or on uvloop's."""
+    if loop == "asyncio":
+        return asyncio.run(main)
+    import uvloop
+
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    else:  # 3.10: no Runner; install() is not yet deprecated there
+        uvloop.install()
+        return asyncio.run(main)
+
+
+async def _loop_of(
+    main: Awaitable[tuple[list[float], list[float], dict[str, int]]],
+) -> tuple[str, tuple[list[float], list[float], dict[str, int]]]:
+    """Await *main*; also name the class of the loop that ran it."""
+    running = type(asyncio.get_running_loop())
+    return f"{running.__module__}.{running.__qualname__}", await main
+
+
 def main() -> None:
     """Run one cell of the throughput table and print it as JSON."""
-    client, concurrency, n, repeats, base_url = sys.argv[1:6]
-    if len(sys.argv) > 6 and hasattr(os, "sched_setaffinity"):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("client", choices=CLIENTS)
+    parser.add_argument("concurrency", type=int)
+    parser.add_argument("n", type=int)
+    parser.add_argument("repeats", type=int)
+    parser.add_argument("base_url")
+    parser.add_argument("cpu", type=int, nargs="?")
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    options = parser.parse_args()
+    if options.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):  # not allowed here: run unpinned
-            os.sched_setaffinity(0, {int(sys.argv[6])})
-    rates, cpu_us, errors = asyncio.run(
-        measure(client, int(concurrency), int(n), int(repeats), base_url)
+            os.sched_setaffinity(0, {options.cpu})
+    loop_class, (rates, cpu_us, errors) = run_on(
+        options.loop,
+        _loop_of(
+            measure(
+                options.client,
+                options.concurrency,
+                options.n,
+                options.repeats,
+                options.base_url,
+            )
+        ),
     )
     print(  # noqa: T201 - the runner reads this line
         json.dumps(
             {
-                "client": client,
-                "concurrency": int(concurrency),
-                "n": int(n),
+                "client": options.client,
+                "concurrency": options.concurrency,
+                "n": options.n,
+                "loop": options.loop,
+                "loop_class": loop_class,
                 "rates": rates,
                 "cpu_us": cpu_us,
                 "errors": errors,
