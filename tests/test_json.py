@@ -35,6 +35,47 @@ def test_body_bytes_are_the_stdlib_bytes(fields: dict[str, str]) -> None:
     assert _json.orjson.dumps(fields) == expected.encode()
 
 
+@given(st.dictionaries(TEXT, TEXT))
+def test_sorted_bytes_are_the_stdlib_bytes(fields: dict[str, str]) -> None:
+    """The fingerprint's bytes are json.dumps(sort_keys=True)'s, orjson or not."""
+    expected = json.dumps(
+        fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    assert _json.dumps_sorted(fields) == expected
+    assert _json.orjson is not None
+    orjson, _json.orjson = _json.orjson, None
+    try:
+        assert _json.dumps_sorted(fields) == expected
+    finally:
+        _json.orjson = orjson
+
+
+@pytest.mark.parametrize("codec_name", ["orjson", "stdlib"])
+def test_fingerprints_are_stable_across_versions(
+    codec_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fingerprints stored by 0.1.0 in a shared ledger still match (pinned)."""
+    from vexora_async._idempotency import fingerprint
+
+    if codec_name == "stdlib":
+        monkeypatch.setattr(_json, "orjson", None)
+    payout = {
+        "amount": "100",
+        "bankCode": "KBZPAY",
+        "bankNumber": "3560123456789012",
+        "name": "Ko Min Thu",
+        "notifyUrl": "http://127.0.0.1/n",
+        "tradeNo": "VX1",
+        "remark": "r",
+    }
+    assert fingerprint(payout) == (
+        "8cb627a5d03c1e3edd5ec83436efaa638d504dc4a64136852ccfd24b3c8effb9"
+    )
+    assert fingerprint({"name": 'မောင် "x"\n', "tradeNo": "VX2"}) == (
+        "f5e4c95f08acc96d711a054fb4801acf52bd34626fb7e699842c6ab873e9f39a"
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [

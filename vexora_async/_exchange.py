@@ -22,6 +22,7 @@ from . import _json
 from ._deadline import run_until
 from ._masking import Params, Payload, mask_digit_runs, mask_name
 from ._outcomes import (
+    ANSWER_STATUS,
     CallIdentity,
     Executed,
     HTTPAnswer,
@@ -260,9 +261,9 @@ def _identity(call: Call) -> CallIdentity:
 
 
 def _answer(reply: Reply) -> HTTPAnswer:
-    return HTTPAnswer(
-        reply.status, reply.body, _retry_after(reply.headers), problem=reply.problem
-    )
+    # Retry-After matters only to a refusal (429, 503) that may be retried.
+    retry_after = None if reply.status == ANSWER_STATUS else _retry_after(reply.headers)
+    return HTTPAnswer(reply.status, reply.body, retry_after, problem=reply.problem)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
 import attrs
 
+from . import _json
 from ._codes import ResponseCode
 from ._operations import outcome_unknown
 from ._outcomes import Executed, result_from_data, verdict
@@ -53,10 +53,7 @@ _NOT_FINGERPRINTED = frozenset({"notifyUrl", "returnUrl", "remark"})
 def fingerprint(params: Mapping[str, str]) -> str:
     """Identify a create's payload (amount, account, name, bank, ...)."""
     payload = {k: v for k, v in params.items() if k not in _NOT_FINGERPRINTED}
-    text = json.dumps(
-        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_json.dumps_sorted(payload)).hexdigest()
 
 
 class _LeaderCancelled(Exception):
@@ -96,7 +93,7 @@ class IdempotencyMiddleware:
         self._writes: set[asyncio.Task[None]] = set()
         # The in-process ledger never awaits inside: no write of it can be
         # cut half-way, so it needs no protecting task.
-        self._in_loop = type(ledger) is MemoryLedger
+        self._memory = ledger if type(ledger) is MemoryLedger else None
 
     def key(self, call: Call) -> str:
         """Return the ledger key of a create: merchant, operation and tradeNo."""
@@ -177,6 +174,21 @@ class IdempotencyMiddleware:
             )
             raise
         raw = getattr(result, "raw", None)
+        if self._memory is not None:
+            # Nothing to interrupt in the in-process ledger: write it now.
+            entry = LedgerEntry(
+                state=EntryState.ACCEPTED,
+                fingerprint=print_,
+                updated_at=self._clock(),
+                data=raw,
+            )
+            try:
+                applied = self._memory.settle_now(key, entry, token=token)
+            except Exception:  # the same rule as _record
+                logger.exception("the ledger failed to record key=%s", key)
+                applied = None
+            self._recorded(key, applied=applied, trace=call.trace)
+            return result
         # Shielded too: the answer is in, and a cancellation now must not
         # leave the entry in flight (a store may drop a write not yet begun).
         await self._finish(
@@ -187,10 +199,10 @@ class IdempotencyMiddleware:
         return result
 
     async def _claim(self, key: str, print_: str) -> Claim:
-        if self._in_loop:
+        if self._memory is not None:
             # It claims without awaiting: there is nothing to interrupt, and
-            # the default path stays one await (a 10,000-call gather).
-            return await self.ledger.claim(key, print_, lease=self._lease)
+            # the default path stays free of tasks (a 10,000-call gather).
+            return self._memory.claim_now(key, print_, lease=self._lease)
         claiming = asyncio.ensure_future(
             self.ledger.claim(key, print_, lease=self._lease)
         )
@@ -204,7 +216,7 @@ class IdempotencyMiddleware:
 
     async def _finish(self, record: Coroutine[object, object, None]) -> None:
         """Run a ledger write to its end, even if the caller is cancelled again."""
-        if self._in_loop:
+        if self._memory is not None:
             await record  # no await inside the in-process ledger: nothing to cut
             return
         task = self._spawn(record)
@@ -299,12 +311,17 @@ class IdempotencyMiddleware:
         # caller. The next call with this tradeNo reconciles (the entry is
         # in flight until its lease runs out, then taken over).
         try:
-            applied = await operation
+            applied: bool | None = await operation
         except Exception:
             logger.exception("the ledger failed to record key=%s", key)
+            applied = None
+        self._recorded(key, applied=applied, trace=trace)
+
+    def _recorded(self, key: str, *, applied: bool | None, trace: Trace | None) -> None:
+        """Report a ledger write: failed (None, logged), fenced off (False) or done."""
+        if applied is None:
             _emit_ledger(trace, LedgerAction.SETTLE_FAILED)
-            return
-        if applied is False:
+        elif applied is False:
             # Our claim outlived its lease and another worker took the
             # tradeNo over: its record wins; it reconciles with the gateway.
             logger.warning(

@@ -54,7 +54,9 @@ def canonical_string(params: Mapping[str, object]) -> str:
     for key in sorted(params):
         if key == SIGN_FIELD:
             continue
-        rendered = _render(key, params[key])
+        value = params[key]
+        # Text, the SDK's own requests' only kind of value: rendered as is.
+        rendered = (value or None) if type(value) is str else _render(key, value)
         if rendered is not None:
             parts.append(f"{key}={rendered}")
     return "".join(parts)

@@ -17,6 +17,7 @@ without an SDK configured, everything here is OpenTelemetry's no-op.
 from __future__ import annotations
 
 import contextvars
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -32,10 +33,12 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess
     raise ImportError(msg) from exc
 
 try:
-    # The class of the default global meter provider: private, checked
-    # against opentelemetry-api 1.20-1.45.
+    # The global providers' state: private, checked against
+    # opentelemetry-api 1.20-1.45 (see providers_configured).
+    from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 except ImportError:  # pragma: no cover - a future API
+    _metrics_internal = None  # type: ignore[assignment]
     _ProxyMeterProvider = None  # type: ignore[assignment,misc]
 
 from ._telemetry import (
@@ -62,6 +65,15 @@ from .events import (
     RetryScheduled,
 )
 
+
+#: Read the globals directly, unless a provider is named in the environment
+#: (then the API makes it on first use) or the globals moved.
+_GLOBALS_READABLE = (
+    hasattr(trace, "_TRACER_PROVIDER")
+    and hasattr(_metrics_internal, "_METER_PROVIDER")
+    and not {"OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"}
+    & os.environ.keys()
+)
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -119,6 +131,13 @@ def providers_configured() -> bool:
     automatic hook is skipped (about 40 µs per call saved); the first call
     after ``set_tracer_provider`` or ``set_meter_provider`` is traced.
     """
+    if _GLOBALS_READABLE:
+        # What get_tracer_provider() returns when set, without its lookup
+        # of the environment on every call.
+        return (
+            trace._TRACER_PROVIDER is not None  # noqa: SLF001
+            or _metrics_internal._METER_PROVIDER is not None  # noqa: SLF001
+        )
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
     if _ProxyMeterProvider is None:  # pragma: no cover - a future API

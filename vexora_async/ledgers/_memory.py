@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -15,7 +16,6 @@ from ._protocol import (
     check_lease,
     check_settled,
     may_take_over,
-    new_token,
 )
 
 
@@ -52,21 +52,32 @@ class MemoryLedger:
         # 50,000-call gather claims 50,000 keys before the first settles.
         # An in-flight entry is kept with its owner's fencing token.
         self._in_flight: dict[str, tuple[LedgerEntry, str]] = {}
+        # Fencing tokens only need to differ within this one ledger.
+        self._tokens = itertools.count(1)
         self._settled: OrderedDict[str, LedgerEntry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._in_flight) + len(self._settled)
 
-    # No await inside: each method runs atomically on the event loop.
+    # No await inside: each method runs atomically on the event loop. The
+    # idempotency layer calls the *_now forms directly (no coroutine).
     async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
         """See :meth:`~vexora_async.Ledger.claim`."""
+        return self.claim_now(key, fingerprint, lease=lease)
+
+    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+        """See :meth:`~vexora_async.Ledger.settle`."""
+        return self.settle_now(key, entry, token=token)
+
+    def claim_now(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+        """Do what :meth:`claim` does, synchronously."""
         check_lease(lease)
         now = self._clock()
         prior = self._lookup(key)
         if prior is not None and not may_take_over(prior, fingerprint, now, lease):
             return Claim(granted=False, prior=prior)
         self._settled.pop(key, None)
-        token = new_token()
+        token = str(next(self._tokens))
         self._in_flight[key] = (
             LedgerEntry(
                 state=EntryState.IN_FLIGHT, fingerprint=fingerprint, updated_at=now
@@ -75,8 +86,8 @@ class MemoryLedger:
         )
         return Claim(granted=True, prior=prior, token=token)
 
-    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
-        """See :meth:`~vexora_async.Ledger.settle`."""
+    def settle_now(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+        """Do what :meth:`settle` does, synchronously."""
         check_settled(entry)
         if not self._owns(key, token):
             return False
