@@ -83,10 +83,15 @@ def port(
 
 
 async def post(
-    transport: Port, url: str, timeout: httpx.Timeout | None = None
+    transport: Port,
+    url: str,
+    timeout: httpx.Timeout | None = None,
+    deadline: float | None = None,
 ) -> Reply:
-    """POST an empty JSON object through *transport*."""
-    return await transport.send(url, b"{}", timeout or transport.default_timeout)
+    """POST an empty JSON object through *transport*, by *deadline* (loop time)."""
+    return await transport.send(
+        url, b"{}", timeout or transport.default_timeout, deadline
+    )
 
 
 async def failure(transport: TransportName, url: str, **options: object) -> SendFailed:
@@ -226,10 +231,50 @@ async def test_closed_connection_may_have_been_sent(
     assert not failed.failure.timed_out
 
 
-async def test_pool_wait_times_out_as_not_sent(
+async def test_deadline_ends_the_exchange_and_frees_the_connection(
     gateway: LoopbackGateway, transport: TransportName
 ) -> None:
-    """Waiting too long for a pooled connection is a not-sent timeout."""
+    """Past the deadline: TimeoutError, and the connection is not kept."""
+    gateway.mode = "hang"
+    sender = port(transport, timeout=30.0, max_connections=1)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await post(sender, gateway.base_url, deadline=started + SHORT)
+        assert asyncio.get_running_loop().time() - started < SHORT + 1.0
+        await asyncio.wait_for(
+            gateway.until(lambda: gateway.open_connections == 0), timeout=10
+        )
+        gateway.mode = "ok"
+        reply = await post(sender, gateway.base_url, deadline=started + 10)
+    finally:
+        await sender.aclose()
+    assert reply.status == 200
+
+
+async def test_sdk_waits_for_a_connection_no_longer_than_the_deadline(
+    gateway: LoopbackGateway, transport: TransportName
+) -> None:
+    """All connections busy past the deadline: ConnectError, nothing sent."""
+    gateway.mode = "hang"
+    async with sdk(gateway.base_url, transport, max_connections=1) as client:
+        holder = asyncio.create_task(client.get_balance(deadline=5))
+        await gateway.until(lambda: bool(gateway.requests))
+        with pytest.raises(ConnectError) as info:
+            await client.create_payout(make_payout(), deadline=SHORT)
+        holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+    assert info.value.sent is False
+    assert len(gateway.requests) == 1
+
+
+async def test_pool_wait_times_out_as_not_sent(gateway: LoopbackGateway) -> None:
+    """Waiting too long for a connection in httpx's pool is a not-sent timeout.
+
+    (The aiohttp port never waits for its pool: the SDK's limiter, above,
+    admits no more requests than it has connections.)
+    """
+    transport: TransportName = "httpx"
     gateway.mode = "hang"
     sender = port(transport, max_connections=1)
     try:

@@ -118,7 +118,7 @@ class Exchange:
     ) -> tuple[TransportFailure | HTTPAnswer, BaseException | None]:
         """POST and read the answer, all by *deadline*; return its facts."""
         try:
-            reply = await run_until(self._port.send(url, body, timeout), deadline)
+            reply = await self._port.send(url, body, timeout, deadline)
         except TimeoutError as exc:
             # Cut off mid-exchange: the request may have left.
             reason = "the call's deadline passed during the exchange"

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from vexora_async._deadline import run_until
 from vexora_async._outcomes import Phase, TransportFailure
 from vexora_async.exceptions import InvalidRequestError
 
@@ -86,11 +87,12 @@ class AiohttpPort:
     TLS verifies against the trust store httpx uses, one context per
     process.
 
-    The attempt's httpx timeouts map to aiohttp's: *pool* to ``connect``
-    (aiohttp's bound on waiting for a pooled connection, which also covers
-    opening a new one), *connect* to ``sock_connect``, *read* to
-    ``sock_read``. aiohttp has no write timeout; the SDK's bodies are a
-    few hundred bytes, and the call's deadline bounds it all.
+    The attempt's httpx timeouts, read the cheap way: *connect* bounds
+    dialling a new connection (aiohttp's ``sock_connect``: a failure then
+    was never sent); *connect* plus *read* bound the whole exchange, one
+    timer with the call's deadline. *pool* and *write* are not used: the
+    SDK's limiter is the pool (a wait there is bounded by the deadline and
+    sends nothing), and the SDK's bodies are a few hundred bytes.
     """
 
     def __init__(
@@ -115,7 +117,7 @@ class AiohttpPort:
         self._classes = _classes(self._aiohttp)
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, tuple[Any, Any, Any]] = {}
-        self._timeouts: dict[tuple[float | None, ...], Any] = {}
+        self._timeouts: dict[float | None, Any] = {}
         self._closed = False
 
     @property
@@ -166,11 +168,34 @@ class AiohttpPort:
         )
         return self._session
 
-    async def send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
-        """POST *body*; return the capped answer or raise :class:`SendFailed`."""
+    async def send(
+        self, url: str, body: bytes, timeout: httpx.Timeout, deadline: float | None
+    ) -> Reply:
+        """POST *body*; return the capped answer or raise :class:`SendFailed`.
+
+        One timer bounds the exchange: the *deadline*, or sooner *connect*
+        plus *read* seconds from now (``SendFailed``, may have been sent).
+        """
         if self._closed:
             reason = "the transport is closed"
             raise SendFailed(TransportFailure(Phase.NOT_SENT, False, reason))
+        until = deadline
+        budget = _budget(timeout)
+        if budget is not None:
+            limit = asyncio.get_running_loop().time() + budget
+            if until is None or limit < until:
+                until = limit
+            else:
+                budget = None  # the deadline comes first
+        try:
+            return await run_until(self._exchange(url, body, timeout), until)
+        except TimeoutError:
+            if budget is None:
+                raise
+            reason = f"no whole answer within {budget:g} s (connect + read timeouts)"
+            raise SendFailed(TransportFailure(Phase.MAYBE_SENT, True, reason)) from None
+
+    async def _exchange(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
         session = self._session or self._open()
         target, proxy, proxy_auth = self._urls.get(url) or self._target(url)
         try:
@@ -178,7 +203,7 @@ class AiohttpPort:
                 target,
                 data=body,
                 allow_redirects=False,
-                timeout=self._timeout(timeout),
+                timeout=self._timeout(timeout.connect),
                 proxy=proxy,
                 proxy_auth=proxy_auth,
             )
@@ -225,19 +250,22 @@ class AiohttpPort:
         found = self._urls[url] = (target, proxy, proxy_auth)
         return found
 
-    def _timeout(self, timeout: httpx.Timeout) -> Any:
-        key = (timeout.pool, timeout.connect, timeout.read)
-        mapped = self._timeouts.get(key)
+    def _timeout(self, connect: float | None) -> Any:
+        """Return aiohttp's timeouts: only dialling a new connection, *connect*.
+
+        The rest is one timer in :meth:`send`: aiohttp's own read timeout
+        re-arms a timer on every chunk, and its pool-wait timeout arms one
+        per request, while the SDK's limiter never lets a request wait for
+        the pool (it admits at most *max_connections*).
+        """
+        mapped = self._timeouts.get(connect)
         if mapped is None:
             mapped = self._aiohttp.ClientTimeout(
-                total=None,
-                connect=timeout.pool,
-                sock_connect=timeout.connect,
-                sock_read=timeout.read,
+                total=None, connect=None, sock_connect=connect, sock_read=None
             )
             # Cut timeouts (an attempt near its deadline) are one-offs.
             if len(self._timeouts) < 16:  # noqa: PLR2004
-                self._timeouts[key] = mapped
+                self._timeouts[connect] = mapped
         return mapped
 
     def _failure(self, exc: BaseException) -> TransportFailure:
@@ -253,3 +281,10 @@ class AiohttpPort:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _budget(timeout: httpx.Timeout) -> float | None:
+    """Return connect + read seconds, or None when either is unbounded."""
+    if timeout.read is None or timeout.connect is None:
+        return None
+    return timeout.connect + timeout.read

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 from httpx._utils import get_environment_proxies  # no public equivalent
 
+from vexora_async._deadline import run_until
 from vexora_async._outcomes import Phase, TransportFailure
 from vexora_async._version import __version__
 
@@ -89,8 +90,17 @@ class HttpxPort:
         """The client's own timeouts, read per attempt (its owner may change them)."""
         return self.client.timeout
 
-    async def send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
-        """POST *body*; return the capped answer or raise :class:`SendFailed`."""
+    async def send(
+        self, url: str, body: bytes, timeout: httpx.Timeout, deadline: float | None
+    ) -> Reply:
+        """POST *body*; return the capped answer or raise :class:`SendFailed`.
+
+        httpx applies each phase's *timeout*; the whole exchange ends by
+        *deadline* (``TimeoutError``).
+        """
+        return await run_until(self._send(url, body, timeout), deadline)
+
+    async def _send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
         parsed = self._urls.get(url)
         if parsed is None:
             parsed = self._urls[url] = httpx.URL(url)

@@ -8,10 +8,10 @@ knows which HTTP library moved the bytes; nothing below it knows what a
 payout is.
 
 Every port reads at most *max_answer_bytes* of an answer, counted after
-decompression (:mod:`._body`), and never reuses a connection whose answer
-it did not read to the end. The whole-call deadline is the caller's: it
-runs :meth:`Port.send` under :func:`~vexora_async._deadline.run_until`, and
-a port must leave nothing behind when that cancels it.
+decompression (:mod:`._body`), never reuses a connection whose answer it
+did not read to the end, and ends by the call's deadline: it raises
+``TimeoutError`` then, having left nothing behind (no connection taken, no
+unread answer). Cancelled, it leaves nothing behind either.
 """
 
 from __future__ import annotations
@@ -68,11 +68,14 @@ class Port(Protocol):
     def default_timeout(self) -> httpx.Timeout:
         """The timeouts of an attempt that sets none (an injected client's own)."""
 
-    async def send(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
+    async def send(
+        self, url: str, body: bytes, timeout: httpx.Timeout, deadline: float | None
+    ) -> Reply:
         """POST *body* to *url* and read the answer, or raise :class:`SendFailed`.
 
-        *timeout* bounds each phase (connect, pool wait, write, read); the
-        caller bounds the whole exchange by the call's deadline.
+        *timeout* bounds the phases (connect, pool wait, write, read: each
+        port says how it reads them); *deadline*, in event loop time, bounds
+        the whole exchange: past it, ``TimeoutError``.
         """
 
     async def aclose(self) -> None:
