@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from vexora_async import _deadline
@@ -87,3 +88,55 @@ async def test_a_cancel_of_the_caller_is_never_swallowed(
 async def test_no_deadline_just_awaits() -> None:
     """when=None is a plain await."""
     assert await run_until(asyncio.sleep(0, 7), None) == 7
+
+
+async def test_many_deadlines_share_one_timer_and_each_fires() -> None:
+    """Interleaved short and long deadlines: each task times out at its own."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: dict[int, float] = {}
+
+    async def one(i: int) -> None:
+        try:
+            await run_until(asyncio.sleep(30), started + 0.05 * (i % 5 + 1))
+        except TimeoutError:
+            ended[i] = loop.time() - started
+
+    quick = [
+        loop.create_task(run_until(asyncio.sleep(0), started + 60)) for _ in range(50)
+    ]
+    await asyncio.gather(*quick, *(one(i) for i in range(25)))
+    assert len(ended) == 25
+    for i, elapsed in ended.items():
+        due = 0.05 * (i % 5 + 1)
+        assert due <= elapsed < due + 0.5
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="the watchdog is 3.11+")
+async def test_finished_deadlines_do_not_pile_up() -> None:
+    """Thousands of quick calls leave no heap behind them (memory stays flat)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(5000):
+        await run_until(asyncio.sleep(0), loop.time() + 60)
+    watchdog = _deadline._watchdogs[loop]
+    assert len(watchdog._heap) <= 2 * _deadline._Watchdog.COMPACT_AT + 2
+
+
+async def test_a_swallowed_deadline_leaves_no_cancel_pending() -> None:
+    """An awaitable that ends anyway when cut off: its result, no stray cancel."""
+    loop = asyncio.get_running_loop()
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "slept"  # pragma: no cover
+
+    result = await run_until(stubborn(), loop.time() + 0.01)
+    await asyncio.sleep(0.01)  # a cancellation left pending would land here
+    assert result == "finished anyway"
+    task = asyncio.current_task()
+    assert task is not None
+    if sys.version_info >= (3, 11):
+        assert task.cancelling() == 0

@@ -108,6 +108,9 @@ def test_bad_answers_raise_value_error(codec: str, body: bytes) -> None:
         b'{"data":{"status":"0000","status":"00029"}}',
         b'{"a":[{"x":1,"x" : 2}]}',
         b'{"a":1.5,"a":2}',
+        # One compact, one spaced: a count of '":' alone would miss it.
+        b'{"code":"8000","code"\t:"0000"}',
+        b'{"code":"8000","code"\r\n:"0000"}',
     ],
 )
 def test_duplicate_keys_are_refused(codec: str, body: bytes) -> None:

@@ -31,7 +31,7 @@ from ._outcomes import (
     TransportFailure,
     interpret,
 )
-from ._signer import sign
+from ._signer import sign_checked
 from ._transports import SendFailed
 from .events import AttemptFinished, LimiterWait
 from .exceptions import ConnectError, InvalidRequestError
@@ -77,6 +77,8 @@ class Exchange:
         self._codec = codec
         self._urls = urls
         self._timeout = timeout
+        #: The last base timeout seen and its longest phase.
+        self._longest_of: tuple[httpx.Timeout | None, float] = (None, 0.0)
         self.limiter = asyncio.Semaphore(max_connections)
         self.closed = False
 
@@ -92,7 +94,7 @@ class Exchange:
         # Params: its repr masks the account and name in recorded locals.
         fields: dict[str, str] = Params(call.params)
         fields["timestamp"] = str(self._clock())
-        fields["sign"] = sign(fields, self._secret)
+        fields["sign"] = sign_checked(fields, self._secret)
         started = time.perf_counter()
         await self._acquire(call)
         try:
@@ -166,8 +168,10 @@ class Exchange:
     def _attempt_timeout(self, call: Call) -> httpx.Timeout:
         """Return this attempt's timeouts, cut to what is left of the deadline."""
         base = call.timeout or self._timeout or self._port.default_timeout
+        if base is not self._longest_of[0]:
+            self._longest_of = (base, _longest(base))
         remaining = call.remaining(asyncio.get_running_loop().time())
-        if remaining is None or remaining >= _longest(base):
+        if remaining is None or remaining >= self._longest_of[1]:
             # Nothing to cut (the usual case): no new Timeout per attempt.
             return base
         if remaining <= 0:

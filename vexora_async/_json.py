@@ -76,9 +76,17 @@ def loads(body: bytes) -> Any:
             pass  # the standard library parses it, or says why not
         else:
             keys = _plain_keys(value)
-            if keys is not None and keys == len(_KEY_TOKEN.findall(body)):
+            if keys is not None and keys == _key_tokens(body):
                 return value
     return json.loads(body, parse_float=Decimal, object_pairs_hook=unique_object)
+
+
+def _key_tokens(body: bytes) -> int:
+    """Count ``"key":`` tokens (at least as many as there are keys)."""
+    if b'" ' in body or b'"\t' in body or b'"\n' in body or b'"\r' in body:
+        return len(_KEY_TOKEN.findall(body))  # spaced: the general pattern
+    # Compact JSON, the gateway's: a C-speed count of the same tokens.
+    return body.count(b'":')
 
 
 def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -74,6 +74,11 @@ def sign(params: Mapping[str, object], app_secret: str | Secret) -> str:
         secret = as_secret(app_secret)
     finally:  # this frame holds only the masked wrapper from here on
         del app_secret
+    return sign_checked(params, secret)
+
+
+def sign_checked(params: Mapping[str, object], secret: Secret) -> str:
+    """Do what :func:`sign` does, with a secret the caller already checked."""
     try:
         data = canonical_string(params).encode("utf-8")
     except UnicodeEncodeError:
