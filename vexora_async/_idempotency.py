@@ -17,8 +17,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import attrs
-
 from . import _json
 from ._codes import ResponseCode
 from ._operations import outcome_unknown
@@ -60,10 +58,30 @@ class _LeaderCancelled(Exception):
     """The task executing a shared call was cancelled; a follower takes over."""
 
 
-@attrs.define
 class _Shared:
-    fingerprint: str
-    future: asyncio.Future[object]
+    """A create in flight in this process; followers wait on its future."""
+
+    __slots__ = ("fingerprint", "future")
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        #: Made by the first follower: most calls never have one.
+        self.future: asyncio.Future[object] | None = None
+
+
+def _settle_followers(
+    shared: _Shared, *, result: object = None, exception: BaseException | None = None
+) -> None:
+    """Hand the leader's outcome to the followers waiting, if any."""
+    future = shared.future
+    if future is None:
+        return
+    if exception is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exception)
+        # Marked retrieved: the followers may all have been cancelled.
+        future.exception()
 
 
 class IdempotencyMiddleware:
@@ -110,28 +128,27 @@ class IdempotencyMiddleware:
         while (shared := self._inflight.get(key)) is not None:
             if shared.fingerprint != print_:
                 raise _conflict(call)
+            if shared.future is None:
+                shared.future = asyncio.get_running_loop().create_future()
             try:
                 # shield: a cancelled follower must not cancel the leader.
                 return await asyncio.shield(shared.future)
             except _LeaderCancelled:
                 continue  # the leader was cancelled; take over
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = _Shared(print_, future)
+        shared = self._inflight[key] = _Shared(print_)
         try:
             result = await self._execute(key, print_, call, call_next)
         except asyncio.CancelledError:
-            future.set_exception(_LeaderCancelled())
+            _settle_followers(shared, exception=_LeaderCancelled())
             raise
         except BaseException as exc:
-            future.set_exception(exc)
+            _settle_followers(shared, exception=exc)
             raise
         else:
-            future.set_result(result)
+            _settle_followers(shared, result=result)
             return result
         finally:
             del self._inflight[key]
-            # Mark the exception retrieved when no follower awaited it.
-            future.exception()
 
     async def _execute(
         self,
