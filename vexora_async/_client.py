@@ -1,4 +1,4 @@
-"""VexoraClient: the five gateway calls over one shared httpx client."""
+"""VexoraClient: the five gateway calls over one shared HTTP client."""
 
 from __future__ import annotations
 
@@ -296,8 +296,9 @@ class VexoraClient:
     *deadline* must stay 10 s under it). *middleware* adds your own layers; they
     run inside the retry layer, once per attempt, just before signing.
 
-    *transport* ``"aiohttp"`` sends through aiohttp under the same
-    ``httpx.AsyncClient`` (the ``aiohttp`` extra; see :doc:`/performance`).
+    *transport* ``"aiohttp"`` sends through one ``aiohttp.ClientSession``
+    instead of an httpx client (the ``aiohttp`` extra; faster, see
+    :doc:`/performance`).
 
     With the ``otel`` extra installed, calls are traced and measured with
     OpenTelemetry (*tracer_provider* and *meter_provider* default to the
