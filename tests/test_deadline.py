@@ -140,3 +140,19 @@ async def test_a_swallowed_deadline_leaves_no_cancel_pending() -> None:
     assert task is not None
     if sys.version_info >= (3, 11):
         assert task.cancelling() == 0
+
+
+async def test_a_cancel_at_the_deadline_stays_a_cancel(impl: str) -> None:
+    """Cancelled by its caller as its deadline passes: CancelledError wins.
+
+    Just before the deadline, or in the same turn of the loop: the caller's
+    cancel is never turned into a TimeoutError (after the deadline, the
+    call has already ended with TimeoutError and the cancel finds it done).
+    """
+    loop = asyncio.get_running_loop()
+    for offset in (-0.001, 0.0):
+        when = loop.time() + 0.05
+        task = loop.create_task(_deadline.run_until(asyncio.sleep(30), when))
+        loop.call_at(when + offset, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
