@@ -168,7 +168,12 @@ async def test_connect_timeout_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [PermissionError(13, "denied"), TimeoutError(110, "timed out"), ValueError("x")],
+    [
+        PermissionError(13, "denied"),
+        TimeoutError(110, "timed out"),
+        ssl.SSLError("x"),
+        UnicodeError("label empty or too long"),
+    ],
 )
 async def test_connect_failures_never_escape_raw(
     monkeypatch: pytest.MonkeyPatch, error: Exception
@@ -189,6 +194,18 @@ async def test_connect_failures_never_escape_raw(
         await AsyncioBackend().connect_tcp("127.0.0.1", 9, timeout=5)
     assert type(info.value) is expected
     assert info.value.__cause__ is error
+
+
+async def test_a_bug_is_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TypeError (a bug, ours or the loop's) is not passed off as ConnectError."""
+    loop = asyncio.get_running_loop()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr(loop, "create_connection", broken)
+    with pytest.raises(TypeError):
+        await AsyncioBackend().connect_tcp("127.0.0.1", 9, timeout=5)
 
 
 async def test_bad_host_name_is_connect_error() -> None:

@@ -349,12 +349,19 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         """Open a TCP connection (TCP_NODELAY: asyncio sets it, as for anyio)."""
         loop = asyncio.get_running_loop()
+        # uvloop has no happy eyeballs (it tries a name's addresses in turn)
+        # and refuses the argument; asyncio's own loops all take it.
+        options: dict[str, Any] = (
+            {"happy_eyeballs_delay": HAPPY_EYEBALLS_DELAY}
+            if isinstance(loop, asyncio.BaseEventLoop)
+            else {}
+        )
         connecting = loop.create_connection(
             lambda: _Protocol(loop, tls=False),
             host,
             port,
             local_addr=None if local_address is None else (local_address, 0),
-            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+            **options,
         )
         transport, protocol = await _bounded(connecting, timeout, _abort_pair)
         return _with_options(protocol, transport, socket_options)
@@ -390,7 +397,7 @@ def _with_options(
         try:
             for option in socket_options:
                 sock.setsockopt(*option)
-        except Exception as exc:
+        except OSError as exc:
             protocol.closed = True
             transport.abort()
             raise httpcore.ConnectError(exc) from exc
@@ -414,10 +421,11 @@ async def _bounded(
 ) -> T:
     """Await a connect or a handshake within *timeout*, as anyio maps it.
 
-    Nothing of a request has left before this returns, so every failure is
-    ``ConnectError`` (or ``ConnectTimeout``): OSError as anyio maps it, and
-    what else asyncio may raise on the way (a host name the IDNA codec
-    refuses, say) rather than letting it pass for "maybe sent".
+    ``OSError`` (``ssl.SSLError`` and asyncio's handshake failures are
+    ones) is ``ConnectError``, and a timeout ``ConnectTimeout``. So is a
+    host name the IDNA codec refuses: asyncio raises UnicodeError where
+    anyio's resolver raises an OSError. Anything else is a bug, and is
+    left to show as one (the SDK counts it as maybe sent).
     """
     try:
         if timeout is None:
@@ -429,5 +437,5 @@ async def _bounded(
     except (TimeoutError, asyncio.TimeoutError) as exc:
         # ETIMEDOUT from the kernel is a TimeoutError too: anyio maps it so.
         raise httpcore.ConnectTimeout(exc) from exc
-    except Exception as exc:
+    except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(exc) from exc
