@@ -5,8 +5,8 @@ opens a cancel scope with a deadline (``fail_after``), and every check of
 an idle connection (``is_readable``) builds anyio's attribute mapping and
 polls the socket. In the profile of the SDK's default transport that was
 a large share of each request's CPU. Here a read that finds data returns
-it at once; one that waits parks on a future with a loop timer; an idle
-connection's state is three flags.
+it at once; one that waits parks on a future with a loop timer; whether
+an idle connection is still good is read off the protocol's state.
 
 What a failure means does not change (the SDK tells "never sent" from
 "may have been sent" by the exception's type), so every method maps its
