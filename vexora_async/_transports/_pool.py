@@ -22,15 +22,15 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+import httpcore
 import httpx
 
+from ._asyncio_net import AsyncioBackend
 from ._ssl import shared_ssl_context
 
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-
-    import httpcore
 
 
 #: Connections per shard. One: httpcore's walk then costs nothing, and the
@@ -103,6 +103,8 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._ssl_context = shared_ssl_context(trust_env=trust_env)
         self._trust_env = trust_env
+        # Stateless: one for every shard, and for the shards that replace them.
+        self._network_backend = AsyncioBackend()
         self._shards = [self._new_shard(size) for size in sizes]
         #: One entry per free connection: the index of its shard. Taken and
         #: given back last in, first out, so the busiest connections stay
@@ -128,7 +130,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         return reset
 
     def _new_shard(self, size: int) -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(
+        shard = httpx.AsyncHTTPTransport(
             verify=self._ssl_context,
             trust_env=self._trust_env,
             limits=httpx.Limits(
@@ -137,6 +139,26 @@ class ShardedTransport(httpx.AsyncBaseTransport):
                 keepalive_expiry=self._keepalive_expiry,
             ),
         )
+        # httpx takes no network backend, and its transport is what maps
+        # httpcore's exceptions to httpx's and wraps responses: so it stays,
+        # and its pool (``_pool``, which it only builds, sends through and
+        # closes) is swapped for the same pool on our asyncio backend (see
+        # _asyncio_net). The pool httpx built holds no connection yet.
+        # Checked against httpx 0.27.0-0.28.1 (``_pool`` set in
+        # AsyncHTTPTransport.__init__, an httpcore.AsyncConnectionPool when
+        # there is no proxy) and httpcore 1.0.9. The settings are httpx's
+        # for these arguments: the shared TLS context as given (httpx uses
+        # a context it is given as it is), HTTP/1.1 only, no retries.
+        shard._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001 - see above
+            ssl_context=self._ssl_context,
+            max_connections=size,
+            max_keepalive_connections=size,
+            keepalive_expiry=self._keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=self._network_backend,
+        )
+        return shard
 
     def _reset(self, index: int) -> None:
         """Replace shard *index* with a fresh one; close the old one aside."""
