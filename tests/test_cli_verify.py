@@ -151,6 +151,19 @@ def test_missing_secret_is_a_usage_error(
     assert "set VEXORA_APP_SECRET" in captured.err
 
 
+def test_undecodable_secret_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A variable holding bytes that are not UTF-8: status 2, no traceback."""
+    # How Python hands over an environment value it could not decode.
+    monkeypatch.setenv("VEXORA_APP_SECRET", "s3cr\udcffet")
+    assert main(["verify", saved(tmp_path, CALLBACK_BODY)]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "VEXORA_APP_SECRET does not hold a usable app secret" in captured.err
+    assert "s3cr" not in captured.err
+
+
 def test_secret_env_names_another_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from vexora_async._notifications import (
     describe,
     parse_notification,
 )
-from vexora_async._secret import Secret
+from vexora_async._secret import Secret, secret_problem
 from vexora_async._signer import SIGN_FIELD
 from vexora_async.exceptions import NotificationError
 
@@ -83,16 +83,22 @@ def _print(label: str, value: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify the saved body; print what was signed and the verdict."""
+    # Name only the default: whoever typed the secret itself after
+    # --secret-env must not see it echoed into a log or a screenshot.
+    name = SECRET_ENV if args.secret_env == SECRET_ENV else "the --secret-env variable"
     # Wrapped as it is read: no frame of ours holds it as a plain str.
     secret = Secret(os.environ.get(args.secret_env, ""))
     if not secret.value:
-        # Name only the default: whoever typed the secret itself after
-        # --secret-env must not see it echoed into a log or a screenshot.
-        name = (
-            SECRET_ENV if args.secret_env == SECRET_ENV else "the --secret-env variable"
-        )
         print(
             f"error: set {name} to the app secret (it is never taken as an argument)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    problem = secret_problem(secret.value)
+    if problem is not None:
+        # Bytes the environment could not decode (not UTF-8) cannot sign.
+        print(
+            f"error: {name} does not hold a usable app secret: it {problem}",
             file=sys.stderr,
         )
         return EXIT_USAGE
