@@ -131,6 +131,49 @@ async def test_refused_is_connect_error(backend: httpcore.AsyncNetworkBackend) -
         await backend.connect_tcp("127.0.0.1", refused_port(), timeout=5)
 
 
+async def test_one_address_connects_without_a_staggered_race(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An address (or a name with one) skips asyncio's happy eyeballs.
+
+    Its staggered race drops a socket that connected as the caller was
+    cancelled, open; the cancellation campaign saw it as a ResourceWarning.
+    """
+    import asyncio.staggered
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("staggered_race used for a single address")
+
+    # base_events calls it as staggered.staggered_race: patch the module.
+    monkeypatch.setattr(asyncio.staggered, "staggered_race", refuse)
+    async with listening() as listener:
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", listener.port, 5)
+        await stream.aclose()
+
+
+async def test_connects_cancelled_at_random_leave_no_socket_open() -> None:
+    """Cancelled anywhere in connecting: every socket is closed, none left to GC."""
+    import gc
+    import warnings
+
+    async with listening() as listener:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for i in range(200):
+                task = asyncio.ensure_future(
+                    AsyncioBackend().connect_tcp("127.0.0.1", listener.port, 5)
+                )
+                for _ in range(i % 4):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    stream = await task
+                    await stream.aclose()
+            await asyncio.sleep(0.05)
+            gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 async def test_full_backlog_is_connect_timeout(
     backend: httpcore.AsyncNetworkBackend,
 ) -> None:

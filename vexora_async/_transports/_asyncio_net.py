@@ -19,6 +19,7 @@ or ``WriteTimeout``. No ``OSError`` or asyncio exception gets out.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpcore
@@ -349,19 +350,11 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         """Open a TCP connection (TCP_NODELAY: asyncio sets it, as for anyio)."""
         loop = asyncio.get_running_loop()
-        # uvloop has no happy eyeballs (it tries a name's addresses in turn)
-        # and refuses the argument; asyncio's own loops all take it.
-        options: dict[str, Any] = (
-            {"happy_eyeballs_delay": HAPPY_EYEBALLS_DELAY}
-            if isinstance(loop, asyncio.BaseEventLoop)
-            else {}
-        )
-        connecting = loop.create_connection(
-            lambda: _Protocol(loop, tls=False),
+        connecting = _open_tcp(
+            loop,
             host,
             port,
-            local_addr=None if local_address is None else (local_address, 0),
-            **options,
+            None if local_address is None else (local_address, 0),
         )
         transport, protocol = await _bounded(connecting, timeout, _abort_pair)
         return _with_options(protocol, transport, socket_options)
@@ -383,6 +376,50 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """Sleep (httpcore's pause between connect retries)."""
         await asyncio.sleep(seconds)
+
+
+async def _open_tcp(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    local_addr: tuple[str, int] | None,
+) -> tuple[asyncio.Transport, _Protocol]:
+    """Connect to *host*; happy eyeballs only when it has several addresses.
+
+    asyncio's happy eyeballs (``staggered_race``, CPython 3.10-3.13.0 at
+    least) drops a socket that connected just as the caller was cancelled:
+    left for the garbage collector, open (seen under the SDK's
+    cancellation campaign). Its plain path closes the socket when
+    cancelled. A gateway name with one address, or an IP, takes that path,
+    connecting to the address already resolved; uvloop has no happy
+    eyeballs and refuses the argument.
+    """
+
+    def protocol() -> _Protocol:
+        return _Protocol(loop, tls=False)
+
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        return await loop.create_connection(protocol, host, port, local_addr=local_addr)
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = {info[4] for info in infos}
+    if len(addresses) == 1:
+        family, address = infos[0][0], tuple(infos[0][4])
+        # A link-local IPv6 address needs its scope: then resolve again.
+        scoped = len(address) == _IPV6_SOCKADDR_LEN and address[3]
+        return await loop.create_connection(
+            protocol,
+            host if scoped else str(address[0]),
+            port,
+            family=family,
+            local_addr=local_addr,
+        )
+    return await loop.create_connection(
+        protocol,
+        host,
+        port,
+        local_addr=local_addr,
+        happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+    )
 
 
 def _with_options(
