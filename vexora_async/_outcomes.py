@@ -249,13 +249,6 @@ def _status(
     facts: HTTPAnswer, who: CallIdentity, redact: Callable[[str], str]
 ) -> Outcome:
     status = facts.status
-    if who.operation.creates:
-        # 429 and 503 too: a proxy answers them after forwarding as well.
-        return _unknown(
-            who,
-            f"the gateway (or a proxy in front of it) answered HTTP {status}, "
-            "which does not say whether the request was carried out",
-        )
     excerpt = excerpt_of(facts.body, redact)
     error = HTTPStatusError(
         f"the gateway answered HTTP {status}: {excerpt!r}",
@@ -265,6 +258,15 @@ def _status(
         operation=who.label,
         trade_no=who.trade_no,
     )
+    if who.operation.creates:
+        # 429 and 503 too: a proxy answers them after forwarding as well.
+        # The status error rides along as the cause, for its Retry-After.
+        return _unknown(
+            who,
+            f"the gateway (or a proxy in front of it) answered HTTP {status}, "
+            "which does not say whether the request was carried out",
+            error,
+        )
     return Outcome(Executed.NO, error=error)
 
 

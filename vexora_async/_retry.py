@@ -199,7 +199,7 @@ class RetryMiddleware:
                     exc.message,
                 )
                 raise
-            return await self._reconcile(call, call_next, exc.message)
+            return await self._reconcile(call, call_next, exc.message, exc)
         except RequestRejected as exc:
             if not self.policy.verify_rejections:
                 exc.message += _UNCONFIRMED
@@ -259,9 +259,11 @@ class RetryMiddleware:
                 )
             await self._sleep(delay)
 
-    def _delay(self, call: Call, attempt: int, exc: VexoraError | None) -> float | None:
+    def _delay(
+        self, call: Call, attempt: int, exc: BaseException | None
+    ) -> float | None:
         """Return the backoff before the next attempt, or None if time is up."""
-        retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+        retry_after = _retry_after(exc)
         if retry_after is not None:
             if retry_after > self.policy.retry_after_max:
                 return None
@@ -337,16 +339,19 @@ class RetryMiddleware:
         call: Call,
         call_next: Callable[[Call], Awaitable[object]],
         cause: str,
+        after: BaseException | None = None,
     ) -> object:
-        """Find out what happened to a create by its tradeNo; see the module doc."""
+        """Find out what happened to a create by its tradeNo; see the module doc.
+
+        *after* is the error that made it unknown: a ``Retry-After`` behind
+        it (a 429 or a 503) is waited for before the first query.
+        """
         query = _query_for(call)
         reason = cause
+        last = after
         for round_no in range(self.policy.max_reconcile_queries):
-            if round_no:
-                delay = self._delay(call, round_no - 1, None)
-                if delay is None:
-                    break
-                await self._sleep(delay)
+            if not await self._pause(call, round_no, last):
+                break
             logger.info(
                 "reconciling op=%s trade_no=%s query=%d",
                 call.label,
@@ -364,6 +369,7 @@ class RetryMiddleware:
             except VexoraError as exc:
                 _queried(call, round_no, QueryResult.FAILED)
                 reason = self._why(call, "the status query", exc)
+                last = exc
                 continue
             else:
                 return self._adopt_after_send(call, status, round_no)
@@ -376,7 +382,22 @@ class RetryMiddleware:
                 return await self._after_resubmit_refused(call, call_next, exc)
             except VexoraError as exc:
                 reason = self._why(call, "the re-submission", exc)
-        raise self._unknown(call, f"still unknown when time ran out: {reason}")
+                last = exc
+        raise self._unknown(
+            call, f"still unknown when time ran out: {reason}"
+        ) from last
+
+    async def _pause(
+        self, call: Call, round_no: int, last: BaseException | None
+    ) -> bool:
+        """Wait before reconciliation round *round_no*; False when time is up."""
+        if not round_no and _retry_after(last) is None:
+            return True  # the first query goes at once
+        delay = self._delay(call, max(round_no - 1, 0), last)
+        if delay is None:
+            return False
+        await self._sleep(delay)
+        return True
 
     def _why(self, call: Call, what: str, exc: VexoraError) -> str:
         """Say why a reconciliation round failed; end it if the client closed."""
@@ -458,6 +479,14 @@ class RetryMiddleware:
             reason,
         )
         return outcome_unknown(call.operation, call.trade_no, reason, label=call.label)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Return the Retry-After of a 429 or 503, also behind an unknown outcome."""
+    for error in (exc, getattr(exc, "__cause__", None)):
+        if isinstance(error, HTTPStatusError):
+            return error.retry_after
+    return None
 
 
 #: What :meth:`RetryMiddleware._look_before_sending` returns when the gateway
