@@ -71,7 +71,7 @@ class FakeSender:
         trade_no = request.trade_no
         last = trade_no[-1]
         if last == "1":
-            raise RequestRejected("8000", "refused", trade_no=trade_no)
+            raise RequestRejected("8000", "refused", trade_no=trade_no, confirmed=True)
         if last == "2":
             raise PayoutOutcomeUnknown("lost", trade_no=trade_no)
         if last == "3":
