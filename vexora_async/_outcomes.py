@@ -15,23 +15,28 @@ above asks it instead of keeping its own list:
 
 The rules, for a create (a payout or a pay-in):
 
-================================================  ===============  ==========
-what happened                                     error            executed
-================================================  ===============  ==========
-nothing left (connect refused/timeout, no slot)   ConnectError     no
-the client is closed, nothing left                ClientClosedErr  no
-HTTP 200, code ``0000``, readable, our tradeNo,   (the result)     yes
-the request's amount (or none)
-HTTP 200, code ``8000``, not about another        RequestRejected  no
-tradeNo
-HTTP 200, code ``5000`` or any other code         OutcomeUnknown   maybe
-HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown   maybe
-another tradeNo, another amount, over the size
-cap, cut off by the deadline)
-any other HTTP status (429 and 503 included)      OutcomeUnknown   maybe
-the exchange failed after sending (timeout,       OutcomeUnknown   maybe
+================================================  =================  ==========
+what happened                                     error              executed
+================================================  =================  ==========
+nothing left (connect refused/timeout, no slot)   ConnectError       no
+the client was closed and nothing left            ClientClosedError  no
+HTTP 200, code ``0000``, readable, our tradeNo,   (the result)       yes
+the request's amount (or no amount)
+HTTP 200, code ``8000`` about our tradeNo         RequestRejected    no [#]_
+HTTP 200, code ``5000`` or any other code         OutcomeUnknown     maybe
+HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown     maybe
+another tradeNo whatever the code, another
+amount, over the size cap, cut off by the
+deadline)
+any other HTTP status (429 and 503 included)      OutcomeUnknown     maybe
+the exchange failed after sending (timeout,       OutcomeUnknown     maybe
 connection lost, deadline, cancelled)
-================================================  ===============  ==========
+================================================  =================  ==========
+
+.. [#] This attempt was refused; the create as a whole is ``no`` only once
+   a status query confirmed that the gateway does not hold the tradeNo
+   (``RequestRejected.confirmed``): the refusal may be the duplicate
+   refusal of a payout made earlier. :func:`verdict` reads the error so.
 
 The gateway answers its own refusals as HTTP 200 with code ``8000``; a
 redirect, a 404, a 409, even a 503 or a 429 is not such an answer. Its
