@@ -97,14 +97,14 @@ QUERY = "/v1/vexora/queryPayOutResult"
 
 
 def route_retry_and_reconciliation(router: respx.MockRouter) -> None:
-    """Route a payout's 503, then its lost answer; the status query finds it.
+    """Route a payout's refused connection, then its lost answer; a query finds it.
 
-    One create that is retried (``Retry-After: 0``) and then reconciled:
-    what the event hooks are checked against.
+    One create that is retried (nothing was sent the first time) and then
+    reconciled: what the event hooks are checked against.
     """
     router.post(PAYOUT).mock(
         side_effect=[
-            httpx.Response(503, headers={"Retry-After": "0"}),
+            httpx.ConnectError("connection refused"),
             httpx.ReadTimeout("slow"),
         ]
     )

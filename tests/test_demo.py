@@ -52,7 +52,7 @@ def test_demo_accounts_for_every_payout(capsys: pytest.CaptureFixture[str]) -> N
     assert sum(count(rows, label) for label in ends) == 150
     accepted = [
         "at the first attempt",
-        "after 429/503, retried by the SDK",
+        "never reached, resent by the SDK",
         "unknown → reconciled by the SDK",
     ]
     assert sum(count(rows, label) for label in accepted) == count(rows, "accepted")

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from vexora_async import exceptions
 from vexora_async.exceptions import (
+    ClientClosedError,
     ConflictingRequestError,
     ConnectError,
     DecodingError,
@@ -51,6 +52,9 @@ SAMPLES: dict[str, VexoraError] = {
         operation="create_payout",
     ),
     "LedgerError": LedgerError("sqlite is locked", trade_no=TRADE_NO),
+    "ClientClosedError": ClientClosedError(
+        operation="create_payout", trade_no=TRADE_NO
+    ),
     "TransportError": TransportError("connection lost", operation="get_payout"),
     "ConnectError": ConnectError("refused", operation="create_payout"),
     "RequestTimeout": RequestTimeout("read timeout", operation="get_balance"),

@@ -11,7 +11,7 @@ import json
 
 import httpx
 import pytest
-from vexora_async import InvalidRequestError, Operation, sign
+from vexora_async import ClientClosedError, Operation, sign
 from vexora_async._converter import WireCodec
 from vexora_async._exchange import Exchange, _retry_after
 from vexora_async._middleware import Call
@@ -98,7 +98,7 @@ async def test_a_closed_exchange_sends_nothing() -> None:
 
     exchange = make_exchange(handler)
     exchange.closed = True
-    with pytest.raises(InvalidRequestError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed; nothing was sent"):
         await exchange(query())
     assert sent == []
 

@@ -387,6 +387,24 @@ async def test_a_batch_never_calls_a_maybe_executed_error_not_executed(
     assert [o.kind for o in outcomes] == [OutcomeKind.UNKNOWN]
 
 
+async def test_a_batch_never_calls_an_unconfirmed_refusal_rejected(
+    router: respx.MockRouter,
+) -> None:
+    """verify_rejections=False: a refusal no query confirmed is UNKNOWN.
+
+    It may be the duplicate refusal of a payout an earlier run made; the
+    batch used to report it REJECTED, "nothing was paid".
+    """
+    from vexora_async import OutcomeKind
+
+    router.post(PAYOUT).mock(return_value=DUPLICATE)
+    async with mock_client(router.async_handler, retry=RAW) as vexora:
+        (outcome,) = [o async for o in vexora.create_payouts([make_payout()])]
+    assert outcome.kind is OutcomeKind.UNKNOWN
+    assert isinstance(outcome.error, RequestRejected)
+    assert outcome.error.may_have_executed is True
+
+
 async def test_a_deadline_beside_a_policy_is_refused() -> None:
     """deadline=5 next to retry=RetryPolicy() was silently 60 s: now an error."""
     from vexora_async import InvalidRequestError

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from vexora_async import (
+    ClientClosedError,
     ConflictingRequestError,
     ConnectError,
     DecodingError,
@@ -51,7 +52,10 @@ from tests.helpers import SECRET, envelope, payout_data
 
 CODEC = WireCodec.create()
 TRADE_NO = "VX20260331004567"
-CREATE = CallIdentity(Operation.CREATE_PAYOUT, TRADE_NO, "create_payout")
+#: The create's wire fields its answer is checked against (payout_data's
+#: amount, as a request sends it).
+SENT = {"tradeNo": TRADE_NO, "amount": "100", "bankCode": "KBZPAY"}
+CREATE = CallIdentity(Operation.CREATE_PAYOUT, TRADE_NO, "create_payout", SENT)
 QUERY = CallIdentity(Operation.GET_PAYOUT, TRADE_NO, "get_payout")
 
 
@@ -127,13 +131,46 @@ TABLE: dict[
         Executed.MAYBE,
         DecodingError,
     ),
+    "200 another amount": (
+        HTTPAnswer(200, body(envelope(payout_data(amount="999999")))),
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
+        None,  # a query reports what the gateway holds, whatever its amount
+    ),
+    "200 another bankCode": (
+        HTTPAnswer(200, body(envelope({**payout_data(), "bankCode": "WAVEPAY"}))),
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
+        None,
+    ),
+    "200 code 8000 about another tradeNo": (
+        HTTPAnswer(
+            200, body(envelope({"tradeNo": "SOMEONE-ELSE"}, code="8000", msg="no"))
+        ),
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
+        DecodingError,
+    ),
+    "200 code 5000 about another tradeNo": (
+        HTTPAnswer(200, body(envelope({"tradeNo": "SOMEONE-ELSE"}, code="5000"))),
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
+        DecodingError,
+    ),
+    # A proxy answers these after forwarding too (an upstream reset, an
+    # upstream timeout): the gateway may have executed the create.
     "429": (
         HTTPAnswer(429, b"slow down", 3.0),
-        HTTPStatusError,
-        Executed.NO,
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
         HTTPStatusError,
     ),
-    "503": (HTTPAnswer(503, b"busy"), HTTPStatusError, Executed.NO, HTTPStatusError),
+    "503": (
+        HTTPAnswer(503, b"busy", 1.0),
+        PayoutOutcomeUnknown,
+        Executed.MAYBE,
+        HTTPStatusError,
+    ),
     "500": (
         HTTPAnswer(500, b"oops"),
         PayoutOutcomeUnknown,
@@ -205,8 +242,15 @@ def test_a_create_s_exchange(
     assert outcome.result is None
     assert outcome.error.trade_no == TRADE_NO
     assert outcome.error.operation == "create_payout"
-    # The verdict the layers above read from the error agrees with the table.
+    # The verdict the layers above read from the error agrees with the table,
+    # except for a refusal: this attempt was refused, but until a status
+    # query confirms it the refusal may be the duplicate refusal of a payout
+    # an earlier run made.
+    if isinstance(outcome.error, RequestRejected):
+        assert verdict(outcome.error) is Executed.MAYBE
+        outcome.error.confirmed = True
     assert verdict(outcome.error) is executed
+    assert outcome.error.may_have_executed is (executed is not Executed.NO)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +268,10 @@ def test_a_status_query_s_exchange(
         assert isinstance(outcome.result, PayoutStatus)
         return
     assert type(outcome.error) is error
+    assert outcome.error is not None
     assert not isinstance(outcome.error, OutcomeUnknown)
+    # A read executes nothing, whatever went wrong with it.
+    assert outcome.error.may_have_executed is False
 
 
 def test_the_label_names_the_call_the_user_made() -> None:
@@ -249,32 +296,65 @@ def test_gateway_text_in_errors_is_redacted() -> None:
     assert SECRET not in str(outcome.error)
 
 
+COLLISION = TradeNoCollision(
+    "x",
+    trade_no=TRADE_NO,
+    field="amount",
+    requested_amount=Decimal(100),
+    found_amount=Decimal(999),
+    operation="create_payout",
+)
+
+
 @pytest.mark.parametrize(
     ("error", "executed"),
     [
         (ConnectError("x"), Executed.NO),
-        (RequestRejected("8000", "no"), Executed.NO),
+        (ClientClosedError(operation="create_payout"), Executed.NO),
+        (RequestRejected("8000", "no", confirmed=True), Executed.NO),
+        # Unconfirmed (verify_rejections=False): maybe the duplicate refusal
+        # of a payout an earlier run made.
+        (RequestRejected("8000", "no", operation="create_payout"), Executed.MAYBE),
         (InvalidRequestError("amount", "bad"), Executed.NO),
         (ConflictingRequestError("x"), Executed.NO),
+        (COLLISION, Executed.NO),
         (LedgerError("x"), Executed.NO),
-        (HTTPStatusError("x", status_code=429, body_excerpt=""), Executed.NO),
+        # A create never raises these; from your own middleware, say: maybe.
+        (HTTPStatusError("x", status_code=429, body_excerpt=""), Executed.MAYBE),
+        (HTTPStatusError("x", status_code=503, body_excerpt=""), Executed.MAYBE),
         (HTTPStatusError("x", status_code=500, body_excerpt=""), Executed.MAYBE),
         (PayoutOutcomeUnknown("x", trade_no="T"), Executed.MAYBE),
         (VexoraError("from your own middleware"), Executed.MAYBE),
         (DecodingError("x"), Executed.MAYBE),
+        # A read's errors: a read executes nothing.
+        (
+            HTTPStatusError(
+                "x", status_code=503, body_excerpt="", operation="get_payout"
+            ),
+            Executed.NO,
+        ),
+        (RequestRejected("8000", "no", operation="get_payout"), Executed.NO),
+        (RequestTimeout("x", operation="get_balance"), Executed.NO),
+        (DecodingError("x", operation="get_deposit"), Executed.NO),
     ],
 )
 def test_verdict_of_an_error(error: VexoraError, executed: Executed) -> None:
-    """What is not a proof of 'nothing happened' is 'maybe'."""
+    """What is not a proof of 'nothing happened' is 'maybe'.
+
+    The public ``may_have_executed`` is this verdict, read off the error.
+    """
     assert verdict(error) is executed
+    assert error.may_have_executed is (executed is not Executed.NO)
 
 
 @pytest.mark.parametrize(
     ("error", "resend", "retry_read"),
     [
         (ConnectError("x"), True, True),
-        (HTTPStatusError("x", status_code=429, body_excerpt=""), True, True),
-        (HTTPStatusError("x", status_code=503, body_excerpt=""), True, True),
+        # A proxy answers 429 and 503 after forwarding too: query first.
+        (HTTPStatusError("x", status_code=429, body_excerpt=""), False, True),
+        (HTTPStatusError("x", status_code=503, body_excerpt=""), False, True),
+        (ClientClosedError(), False, False),
         (HTTPStatusError("x", status_code=502, body_excerpt=""), False, True),
         (HTTPStatusError("x", status_code=404, body_excerpt=""), False, False),
         (RequestTimeout("x"), False, True),

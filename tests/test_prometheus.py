@@ -39,7 +39,7 @@ def value(
 async def test_one_payout_with_a_retry_and_a_reconciliation(
     router: respx.MockRouter,
 ) -> None:
-    """503, a lost answer, a status query: every metric moves as it should."""
+    """Refused, a lost answer, a status query: every metric moves as it should."""
     route_retry_and_reconciliation(router)
     registry = CollectorRegistry()
     async with mock_client(
@@ -78,7 +78,7 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(
             found,
             "vexora_retries_total",
             operation="create_payout",
-            reason="HTTPStatusError",
+            reason="ConnectError",
         )
         == 1
     )
@@ -100,11 +100,10 @@ async def test_one_payout_with_a_retry_and_a_reconciliation(
                     "gateway_code": code,
                 }.items()
             ),
-        ): 1
-        for operation, status, code in [
-            ("create_payout", "503", "none"),
-            ("create_payout", "none", "none"),
-            ("get_payout", "200", "0000"),
+        ): count
+        for operation, status, code, count in [
+            ("create_payout", "none", "none", 2),
+            ("get_payout", "200", "0000", 1),
         ]
     }
     assert value(found, "vexora_limiter_wait_seconds_count") == 0

@@ -109,10 +109,14 @@ async def test_connect_failure_after_all_retries_says_nothing_was_sent(
     )
 
 
-async def test_429_honours_retry_after(
+async def test_429_on_a_create_waits_retry_after_then_queries_before_resending(
     fast: VexoraClient, router: respx.MockRouter
 ) -> None:
-    """A 429 means not taken: wait what Retry-After says, then resend."""
+    """A 429 may come from a proxy that forwarded the payout: query first.
+
+    Its Retry-After is waited for, then the status query; only when the
+    gateway does not know the tradeNo is the same request sent again.
+    """
     slept: list[float] = []
 
     async def sleep(delay: float) -> None:
@@ -122,26 +126,36 @@ async def test_429_honours_retry_after(
     route = router.post(PAYOUT).mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "2"}), ok()]
     )
+    query = router.post(QUERY).mock(return_value=NOT_FOUND)
 
     await fast.create_payout(make_payout())
 
     assert slept == [2.0]
-    assert route.call_count == 2
+    assert (query.call_count, route.call_count) == (1, 2)
 
 
 async def test_retry_after_beyond_the_cap_ends_the_retries(
     fast: VexoraClient, router: respx.MockRouter
 ) -> None:
-    """A Retry-After longer than retry_after_max is not waited for."""
-    router.post(PAYOUT).mock(
+    """A Retry-After longer than retry_after_max is not waited for.
+
+    After a create the outcome stays unknown: a proxy's 429 may follow a
+    forwarded payout, and nothing is sent again without a query.
+    """
+    route = router.post(PAYOUT).mock(
         return_value=httpx.Response(429, headers={"Retry-After": "3600"})
     )
+    query = router.post(QUERY).mock(return_value=NOT_FOUND)
 
-    with pytest.raises(HTTPStatusError) as info:
+    with pytest.raises(PayoutOutcomeUnknown) as info:
         await fast.create_payout(make_payout())
 
-    assert info.value.status_code == 429
-    assert info.value.retry_after == 3600.0
+    assert info.value.may_have_executed
+    unknown = info.value.__cause__  # the create's own, behind the reconciliation
+    assert isinstance(unknown, PayoutOutcomeUnknown)
+    assert isinstance(unknown.__cause__, HTTPStatusError)
+    assert unknown.__cause__.retry_after == 3600.0
+    assert (route.call_count, query.call_count) == (1, 0)
 
 
 async def test_retry_after_as_http_date(

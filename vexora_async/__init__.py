@@ -43,6 +43,7 @@ from ._signer import canonical_string, sign, verify
 from ._trade_no import new_trade_no
 from ._version import __version__
 from .exceptions import (
+    ClientClosedError,
     ConflictingRequestError,
     ConnectError,
     DecodingError,
@@ -86,6 +87,7 @@ __all__ = [
     "BatchProgress",
     "Call",
     "Claim",
+    "ClientClosedError",
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",

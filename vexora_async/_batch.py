@@ -58,18 +58,19 @@ class OutcomeKind(enum.Enum):
     #: The gateway accepted the payout (:attr:`PayoutOutcome.result`,
     #: usually still processing): wait for its callback or query it.
     ACCEPTED = "accepted"
-    #: The gateway refused it with code ``8000``, and (on the default retry
-    #: policy) a status query confirmed it does not know the tradeNo:
-    #: nothing was paid.
+    #: The gateway refused it with code ``8000``, and a status query
+    #: confirmed it does not know the tradeNo: nothing was paid.
     REJECTED = "rejected"
     #: It may or may not have been executed, and reconciliation did not find
-    #: out within the deadline: settle it later with
+    #: out within the deadline (or, with ``verify_rejections=False``, a
+    #: refusal no query confirmed): settle it later with
     #: ``client.resolve_payout(outcome.request)``; never resend it under a
     #: new tradeNo.
     UNKNOWN = "unknown"
     #: The call failed in a way that means it was not executed: the gateway
-    #: was not reached or answered 429 or 503 on every attempt (send it
-    #: again later under the same tradeNo), or the request was invalid or
+    #: was not reached, the client was closed, or the ledger could not claim
+    #: the tradeNo (send it again later under the same tradeNo), or the
+    #: request was invalid or
     #: conflicts with another payload under its tradeNo
     #: (:class:`~vexora_async.InvalidRequestError`,
     #: :class:`~vexora_async.ConflictingRequestError`: fix it first), or the
@@ -193,7 +194,10 @@ async def _send_one(client: PayoutSender, request: PayoutRequest) -> PayoutOutco
     except OutcomeUnknown as exc:
         return PayoutOutcome(request, OutcomeKind.UNKNOWN, error=exc)
     except RequestRejected as exc:
-        return PayoutOutcome(request, OutcomeKind.REJECTED, error=exc)
+        # Unconfirmed (verify_rejections=False), it may be the duplicate
+        # refusal of a payout an earlier run made.
+        kind = OutcomeKind.REJECTED if exc.confirmed else OutcomeKind.UNKNOWN
+        return PayoutOutcome(request, kind, error=exc)
     except VexoraError as exc:
         # The money rules decide: an error that does not prove "nothing was
         # done" (one from your own middleware, say) is unknown, never ERROR.

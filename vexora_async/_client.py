@@ -52,6 +52,7 @@ from ._validation import (
 )
 from .events import CallFinished, CallStarted, Trace, as_hooks
 from .exceptions import (
+    ClientClosedError,
     InvalidRequestError,
     VexoraError,
 )
@@ -682,6 +683,12 @@ class VexoraClient:
         deadline: float | None = None,
         resolve: bool = False,
     ) -> T:
+        if self._send.is_closed():
+            # Before the ledger: a closed client claims nothing either.
+            raise ClientClosedError(
+                operation="resolve_payout" if resolve else operation.label,
+                trade_no=trade_no,
+            )
         if max_retries is not None:
             check_retries("max_retries", max_retries)
         budget = (

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import attrs
 import httpx
 
 from . import _json
@@ -34,7 +35,7 @@ from ._outcomes import (
 from ._signer import sign_checked
 from ._transports import SendFailed
 from .events import AttemptFinished, LimiterWait
-from .exceptions import ConnectError, InvalidRequestError
+from .exceptions import ClientClosedError, ConnectError
 
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ class Exchange:
         self.limiter = asyncio.Semaphore(max_connections)
         self.closed = False
 
+    def is_closed(self) -> bool:
+        """Tell whether the client closed (or the HTTP client under it did)."""
+        return self.closed or self._port.is_closed
+
     async def __call__(self, call: Call) -> object:
         """Send one attempt of *call*; return its result record or raise.
 
@@ -89,8 +94,8 @@ class Exchange:
         answer, all by the call's deadline, and lets
         :mod:`~vexora_async._outcomes` decide what the answer means.
         """
-        if self.closed or self._port.is_closed:
-            raise InvalidRequestError(None, "the client is closed; nothing was sent")
+        if self.is_closed():
+            raise ClientClosedError(operation=call.label, trade_no=call.trade_no)
         # Params: its repr masks the account and name in recorded locals.
         fields: dict[str, str] = Params(call.params)
         fields["timestamp"] = str(self._clock())
@@ -98,6 +103,9 @@ class Exchange:
         started = time.perf_counter()
         await self._acquire(call)
         try:
+            if self.is_closed():
+                # Closed while this call queued for a connection.
+                raise ClientClosedError(operation=call.label, trade_no=call.trade_no)
             facts, cause = await self._exchange(
                 self._urls[call.operation],
                 Payload(_json.dumps(fields)),
@@ -108,6 +116,20 @@ class Exchange:
             self.limiter.release()
         redact = functools.partial(_redact, self._secret, call.params, fields)
         outcome = interpret(facts, _identity(call), self._codec, redact)
+        if (
+            isinstance(facts, TransportFailure)
+            and outcome.executed is Executed.NO
+            and self.is_closed()
+        ):
+            # Cut by the client's closing; a create that may have left stays
+            # an unknown outcome (executed MAYBE), never this.
+            sent = "nothing was sent; " if facts.phase is Phase.NOT_SENT else ""
+            error = ClientClosedError(
+                f"the client was closed during this call; {sent}retry on a live client",
+                operation=call.label,
+                trade_no=call.trade_no,
+            )
+            outcome = attrs.evolve(outcome, error=error)
         self._log(call, facts, outcome, started)
         if call.trace is not None:
             _trace_attempt(call, call.trace, facts, outcome, started)
@@ -261,7 +283,8 @@ def _trace_attempt(
 
 
 def _identity(call: Call) -> CallIdentity:
-    return CallIdentity(call.operation, call.trade_no, call.label)
+    params = call.params if call.operation.creates else None
+    return CallIdentity(call.operation, call.trade_no, call.label, params)
 
 
 def _answer(reply: Reply) -> HTTPAnswer:

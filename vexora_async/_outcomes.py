@@ -15,25 +15,41 @@ above asks it instead of keeping its own list:
 
 The rules, for a create (a payout or a pay-in):
 
-================================================  ===============  ==========
-what happened                                     error            executed
-================================================  ===============  ==========
-nothing left (connect refused/timeout, no slot)   ConnectError     no
-HTTP 429 or 503                                   HTTPStatusError  no
-HTTP 200, code ``0000``, readable, our tradeNo    (the result)     yes
-HTTP 200, code ``8000``                           RequestRejected  no
-HTTP 200, code ``5000`` or any other code         OutcomeUnknown   maybe
-HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown   maybe
-another tradeNo, over the size cap, cut off by
-the deadline)
-any other HTTP status (3xx, 4xx, 5xx)             OutcomeUnknown   maybe
-the exchange failed after sending (timeout,       OutcomeUnknown   maybe
+================================================  =================  ==========
+what happened                                     error              executed
+================================================  =================  ==========
+nothing left (connect refused/timeout, no slot)   ConnectError       no
+the client was closed and nothing left            ClientClosedError  no
+HTTP 200, code ``0000``, readable, our tradeNo,   (the result)       yes
+the request's amount (or no amount)
+HTTP 200, code ``8000`` about our tradeNo         RequestRejected    no [#]_
+HTTP 200, code ``5000`` or any other code         OutcomeUnknown     maybe
+HTTP 200, unreadable (not JSON, duplicate keys,   OutcomeUnknown     maybe
+another tradeNo whatever the code, another
+amount, over the size cap, cut off by the
+deadline)
+any other HTTP status (429 and 503 included)      OutcomeUnknown     maybe
+the exchange failed after sending (timeout,       OutcomeUnknown     maybe
 connection lost, deadline, cancelled)
-================================================  ===============  ==========
+================================================  =================  ==========
+
+.. [#] This attempt was refused; the create as a whole is ``no`` only once
+   a status query confirmed that the gateway does not hold the tradeNo
+   (``RequestRejected.confirmed``): the refusal may be the duplicate
+   refusal of a payout made earlier. :func:`verdict` reads the error so.
 
 The gateway answers its own refusals as HTTP 200 with code ``8000``; a
-redirect, a 404 or a 409 is not such an answer (a proxy, a misrouted URL,
-a load balancer) and says nothing about whether the payout was made.
+redirect, a 404, a 409, even a 503 or a 429 is not such an answer. Its
+documentation says nothing about HTTP statuses, and a proxy or a load
+balancer in front of it answers 503 after it forwarded the request (an
+upstream reset, an upstream timeout shorter than the gateway's work), so
+once a create may have left, only the gateway's readable envelope says
+what happened.
+
+A create's answer that carries an amount is checked as a payout found by
+a status query is: a different amount is not this request's answer (a
+proxy that mixed up answers), so the outcome is unknown, and the status
+query that reconciles it says what the gateway holds.
 
 A payout found by a status query is reported as ours only when it is *this*
 payout: its amount (``orderAmount`` where the answer has it, else
@@ -44,16 +60,25 @@ answer carries matches. Otherwise it is a :class:`TradeNoCollision`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._codes import ResponseCode
-from ._models import DepositStatus, Envelope, PayoutStatus, StatusKind
+from ._models import (
+    DepositResult,
+    DepositStatus,
+    Envelope,
+    PayoutResult,
+    PayoutStatus,
+    StatusKind,
+)
 from ._operations import Operation, outcome_unknown
 from .events import CallOutcome
 from .exceptions import (
+    ClientClosedError,
     ConflictingRequestError,
     ConnectError,
     DecodingError,
@@ -71,7 +96,7 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from ._converter import WireCodec
 
@@ -94,8 +119,6 @@ class Phase(enum.Enum):
     MAYBE_SENT = "maybe_sent"
 
 
-#: Statuses by which the gateway says it did not take the request.
-NOT_TAKEN_STATUS = frozenset({429, 503})
 #: Statuses after which a read-only call is worth another try.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: The one status that carries the gateway's own answer.
@@ -103,6 +126,8 @@ ANSWER_STATUS = 200
 #: Wire fields of a query answer that, when present and unmasked, must match
 #: the request's for the found transaction to be ours.
 _IDENTITY_FIELDS = ("bankCode", "bankNumber", "name", "wayCode")
+#: The labels of the calls that execute nothing.
+_READS = frozenset(op.label for op in Operation if not op.creates)
 
 
 @attrs.frozen
@@ -113,6 +138,8 @@ class CallIdentity:
     trade_no: str | None
     #: The name users called (``resolve_payout`` runs the create's rules).
     label: str
+    #: A create's wire fields, which its answer is checked against.
+    params: Mapping[str, str] | None = None
 
 
 @attrs.frozen
@@ -173,6 +200,15 @@ def interpret(  # noqa: PLR0911 - one return per row of the table above
             return _unknown(who, f"the answer could not be read: {exc}", exc)
         exc.operation, exc.trade_no = who.label, who.trade_no
         return Outcome(Executed.NO, error=exc)
+    other = _other_trade_no(envelope, who)
+    if other is not None:
+        # A refusal (or any answer) about another transaction is not an
+        # answer about ours, whatever its code says.
+        reason = f"the answer (code {envelope.code}) is about tradeNo {other!r}"
+        if who.operation.creates:
+            return attrs.evolve(_unknown(who, reason), code=envelope.code)
+        misrouted = DecodingError(reason, operation=who.label, trade_no=who.trade_no)
+        return Outcome(Executed.NO, error=misrouted, code=envelope.code)
     msg = redact(envelope.msg)
     if envelope.code == ResponseCode.REJECTED:
         error: VexoraError = RequestRejected(
@@ -218,8 +254,6 @@ def _status(
     facts: HTTPAnswer, who: CallIdentity, redact: Callable[[str], str]
 ) -> Outcome:
     status = facts.status
-    if who.operation.creates and status not in NOT_TAKEN_STATUS:
-        return _unknown(who, f"the gateway answered HTTP {status}")
     excerpt = excerpt_of(facts.body, redact)
     error = HTTPStatusError(
         f"the gateway answered HTTP {status}: {excerpt!r}",
@@ -229,6 +263,15 @@ def _status(
         operation=who.label,
         trade_no=who.trade_no,
     )
+    if who.operation.creates:
+        # 429 and 503 too: a proxy answers them after forwarding as well.
+        # The status error rides along as the cause, for its Retry-After.
+        return _unknown(
+            who,
+            f"the gateway (or a proxy in front of it) answered HTTP {status}, "
+            "which does not say whether the request was carried out",
+            error,
+        )
     return Outcome(Executed.NO, error=error)
 
 
@@ -248,7 +291,23 @@ def _result(envelope: Envelope, who: CallIdentity, codec: WireCodec) -> object:
         # An answer about another transaction is not an answer about ours.
         msg = f"the answer is about tradeNo {echoed!r}, not ours"
         raise DecodingError(msg)
+    if who.params is not None and isinstance(result, (PayoutResult, DepositResult)):
+        comparison = compare_found(who.params, result)
+        if comparison.match is Match.DIFFERENT:
+            # Accepting it would report a payout of another amount as this
+            # one; the status query that follows says what the gateway holds.
+            msg = f"the answer is not this request's ({_what(comparison)})"
+            raise DecodingError(msg)
     return result
+
+
+def _other_trade_no(envelope: Envelope, who: CallIdentity) -> object:
+    """Return the tradeNo a non-``0000`` answer names, if it is not ours."""
+    data = envelope.data
+    if who.trade_no is None or not isinstance(data, Mapping):
+        return None
+    echoed = data.get("tradeNo")
+    return None if echoed is None or echoed == who.trade_no else echoed
 
 
 def _unknown(
@@ -263,17 +322,23 @@ def _unknown(
 
 
 def verdict(error: BaseException) -> Executed:
-    """Tell whether a create that ended with *error* may have executed.
+    """Tell whether the call that ended with *error* may have executed.
 
-    Only errors that prove nothing was done answer ``NO``; everything else,
-    an unknown outcome, a cancellation, an error from your own middleware,
-    is ``MAYBE``.
+    This is :attr:`~vexora_async.VexoraError.may_have_executed`. Only errors
+    that prove nothing was done answer ``NO``: nothing was sent, a refusal
+    that a status query confirmed, a tradeNo held by another transaction,
+    or any error of a read-only call (a read executes nothing). Everything
+    else, an unknown outcome, an unconfirmed refusal (maybe the duplicate
+    refusal of a paid payout), a cancellation, an error from your own
+    middleware, is ``MAYBE``.
     """
-    if isinstance(error, HTTPStatusError):
-        return Executed.NO if error.status_code in NOT_TAKEN_STATUS else Executed.MAYBE
+    if isinstance(error, VexoraError) and error.operation in _READS:
+        return Executed.NO
+    if isinstance(error, RequestRejected):
+        return Executed.NO if error.confirmed else Executed.MAYBE
     no = (
         ConnectError,
-        RequestRejected,
+        ClientClosedError,
         InvalidRequestError,
         ConflictingRequestError,
         LedgerError,
@@ -284,11 +349,10 @@ def verdict(error: BaseException) -> Executed:
 def create_is_resendable(error: VexoraError) -> bool:
     """Tell whether a create may be sent again blindly after *error*.
 
-    Only when the gateway provably did not take it: it was never reached,
-    or it answered 429 or 503.
+    Only when it provably never left: the gateway was never reached. Any
+    answer, a 429 or a 503 included, may come from a proxy that forwarded
+    it, so the status query comes first (see the module doc).
     """
-    if isinstance(error, HTTPStatusError):
-        return error.status_code in NOT_TAKEN_STATUS
     return isinstance(error, ConnectError)
 
 
@@ -343,9 +407,10 @@ class Comparison:
 
 
 def compare_found(
-    params: Mapping[str, str], found: PayoutStatus | DepositStatus
+    params: Mapping[str, str],
+    found: PayoutStatus | DepositStatus | PayoutResult | DepositResult,
 ) -> Comparison:
-    """Compare a found transaction with the create's wire *params*.
+    """Compare a found transaction (or a create's answer) with wire *params*.
 
     The amount ordered (``orderAmount``) is fixed at creation, so it is
     compared where the answer has it; else ``amount``, unless the status is
@@ -355,8 +420,9 @@ def compare_found(
     compared when the answer carries them unmasked.
     """
     requested = _decimal(params.get("amount"))
-    found_amount = found.order_amount
-    if found_amount is None and found.status.kind is not StatusKind.PARTIAL:
+    found_amount = getattr(found, "order_amount", None)
+    partial = found.status is not None and found.status.kind is StatusKind.PARTIAL
+    if found_amount is None and not partial:
         found_amount = found.amount
     for field in _IDENTITY_FIELDS:
         theirs, ours = found.raw.get(field), params.get(field)
@@ -410,15 +476,18 @@ def result_from_data(
     return codec.decode_data(envelope, operation.result_type)
 
 
-def collision(who: CallIdentity, comparison: Comparison) -> TradeNoCollision:
-    """Build the error for a tradeNo held by another transaction."""
+def _what(comparison: Comparison) -> str:
     if comparison.field == "amount":
-        what = (
+        return (
             f"amount {comparison.found_amount}, this request "
             f"{comparison.requested_amount}"
         )
-    else:
-        what = f"another {comparison.field}"
+    return f"another {comparison.field}"
+
+
+def collision(who: CallIdentity, comparison: Comparison) -> TradeNoCollision:
+    """Build the error for a tradeNo held by another transaction."""
+    what = _what(comparison)
     return TradeNoCollision(
         f"the gateway holds this tradeNo for another transaction ({what}); this "
         "request was not made under it and nothing more was sent. Do not pay it "

@@ -3,16 +3,24 @@
 Two rules keep a payout from being paid twice or lost:
 
 * A create is re-sent blindly only when it provably never reached the
-  gateway (:class:`~vexora_async.ConnectError`) or the gateway said it did
-  not take it (HTTP 429 or 503). Read-only calls retry on any transient
-  failure.
+  gateway (:class:`~vexora_async.ConnectError`). Any answer that is not the
+  gateway's readable envelope, a 429 or a 503 included (a proxy answers
+  them after forwarding too), leaves it unknown. Read-only calls retry on
+  any transient failure.
 * A create whose outcome is unknown (timeout or connection lost after
-  sending, HTTP 5xx, code ``5000``, an unreadable answer) is *reconciled*:
-  the retry layer asks the gateway for the tradeNo's status. If the gateway
-  knows it, that is the answer. If it does not (code ``8000`` on the query),
-  the same request, with the same tradeNo, is sent again: the gateway refuses
-  a duplicate tradeNo, so this cannot pay twice, and a duplicate refusal
-  sends us back to the query.
+  sending, any HTTP status but 200, code ``5000``, an unreadable answer) is
+  *reconciled*: the retry layer asks the gateway for the tradeNo's status.
+  If the gateway knows it, that is the answer. If it does not (code
+  ``8000`` on the query), the same request, with the same tradeNo, is sent
+  again: the gateway refuses a duplicate tradeNo, so this cannot pay twice,
+  and a duplicate refusal sends us back to the query.
+
+For a gateway that does *not* refuse duplicate tradeNos
+(``RetryPolicy(resubmit=False)``) a resend could pay twice, and so could a
+first send of a tradeNo that an earlier run sent and whose ledger entry is
+gone. In that mode nothing is re-sent after an unknown outcome, and every
+create asks the gateway before its first send: it is sent only when the
+query says the gateway does not hold the tradeNo.
 
 A transaction found by a query is this create's only when
 :func:`~vexora_async._outcomes.adopt_found` says so (same amount); another
@@ -51,6 +59,7 @@ from ._outcomes import (
 )
 from .events import QueryResult, ReconciliationQuery, Resubmitted, RetryScheduled
 from .exceptions import (
+    ClientClosedError,
     DecodingError,
     HTTPStatusError,
     OutcomeUnknown,
@@ -80,9 +89,15 @@ class RetryPolicy:
     bound the exponential backoff (with jitter between half and the full
     value). *retry_after_max* caps how long a ``Retry-After`` may make us
     wait; a longer one ends the retries instead. *reconcile* turns the
-    status-query reconciliation of unknown outcomes on; *resubmit* lets it
-    re-send the same tradeNo when the gateway does not know it (this relies
-    on the gateway refusing duplicate tradeNos; see "Gateway assumptions").
+    status-query reconciliation of unknown outcomes on. *resubmit* says
+    whether the gateway refuses a duplicate tradeNo (the default, ``True``):
+    then reconciliation re-sends the same tradeNo when the gateway does not
+    know it. ``False`` is the mode for a gateway that does not refuse
+    duplicates: nothing is re-sent after an unknown outcome, and every
+    create asks the gateway for its tradeNo before its first send (one more
+    status query per create), so that a tradeNo sent before (by an earlier
+    run, or recorded in a ledger that has since forgotten it) is never sent
+    again; see "Gateway assumptions".
     *verify_rejections* makes a create refused with code ``8000`` ask the
     gateway whether the tradeNo exists after all (an earlier attempt, or a
     previous run of your process, may have created it).
@@ -169,6 +184,10 @@ class RetryMiddleware:
                 "an earlier attempt's outcome is unknown and reconciliation is "
                 "off, so nothing was sent",
             )
+        if not self.policy.resubmit:
+            found = await self._look_before_sending(call, call_next)
+            if found is not _ABSENT:
+                return found
         try:
             return await self._with_retries(call, call_next, create_is_resendable)
         except OutcomeUnknown as exc:
@@ -180,7 +199,7 @@ class RetryMiddleware:
                     exc.message,
                 )
                 raise
-            return await self._reconcile(call, call_next, exc.message)
+            return await self._reconcile(call, call_next, exc.message, exc)
         except RequestRejected as exc:
             if not self.policy.verify_rejections:
                 exc.message += _UNCONFIRMED
@@ -240,9 +259,11 @@ class RetryMiddleware:
                 )
             await self._sleep(delay)
 
-    def _delay(self, call: Call, attempt: int, exc: VexoraError | None) -> float | None:
+    def _delay(
+        self, call: Call, attempt: int, exc: BaseException | None
+    ) -> float | None:
         """Return the backoff before the next attempt, or None if time is up."""
-        retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+        retry_after = _retry_after(exc)
         if retry_after is not None:
             if retry_after > self.policy.retry_after_max:
                 return None
@@ -253,6 +274,36 @@ class RetryMiddleware:
         if remaining is not None and delay >= remaining:
             return None
         return delay
+
+    async def _look_before_sending(
+        self, call: Call, call_next: Callable[[Call], Awaitable[object]]
+    ) -> object:
+        """Prove the gateway does not hold the tradeNo before a first send.
+
+        Returns :data:`_ABSENT` when the query says so (code ``8000``), the
+        create's result when the gateway holds this payout, and raises when
+        it holds another one or the query fails.
+        """
+        query = _query_for(call)
+        try:
+            status = await self._with_retries(query, call_next, read_is_retryable)
+        except RequestRejected:
+            _queried(call, 0, QueryResult.NOT_FOUND)
+            return _ABSENT
+        except ClientClosedError as exc:
+            raise ClientClosedError(
+                operation=call.label, trade_no=call.trade_no
+            ) from exc
+        except VexoraError as exc:
+            _queried(call, 0, QueryResult.FAILED)
+            # Unknown, not "not executed": an earlier run may have sent it.
+            raise self._unknown(
+                call,
+                "nothing was sent by this call, but the status query that must "
+                "come before a first send (resubmit=False) failed, so whether the "
+                f"gateway already holds this tradeNo is unknown ({exc})",
+            ) from exc
+        return self._adopt(call, status)
 
     async def _verify_rejection(
         self,
@@ -288,16 +339,19 @@ class RetryMiddleware:
         call: Call,
         call_next: Callable[[Call], Awaitable[object]],
         cause: str,
+        after: BaseException | None = None,
     ) -> object:
-        """Find out what happened to a create by its tradeNo; see the module doc."""
+        """Find out what happened to a create by its tradeNo; see the module doc.
+
+        *after* is the error that made it unknown: a ``Retry-After`` behind
+        it (a 429 or a 503) is waited for before the first query.
+        """
         query = _query_for(call)
         reason = cause
+        last = after
         for round_no in range(self.policy.max_reconcile_queries):
-            if round_no:
-                delay = self._delay(call, round_no - 1, None)
-                if delay is None:
-                    break
-                await self._sleep(delay)
+            if not await self._pause(call, round_no, last):
+                break
             logger.info(
                 "reconciling op=%s trade_no=%s query=%d",
                 call.label,
@@ -314,10 +368,11 @@ class RetryMiddleware:
                     continue
             except VexoraError as exc:
                 _queried(call, round_no, QueryResult.FAILED)
-                reason = f"the status query failed ({exc})"
+                reason = self._why(call, "the status query", exc)
+                last = exc
                 continue
             else:
-                return self._adopt(call, status, round_no)
+                return self._adopt_after_send(call, status, round_no)
             # The gateway does not know the tradeNo: send it again, same
             # tradeNo, fresh timestamp and sign.
             _resubmitted(call)
@@ -326,8 +381,32 @@ class RetryMiddleware:
             except RequestRejected as exc:
                 return await self._after_resubmit_refused(call, call_next, exc)
             except VexoraError as exc:
-                reason = f"the re-submission failed ({exc})"
-        raise self._unknown(call, f"still unknown when time ran out: {reason}")
+                reason = self._why(call, "the re-submission", exc)
+                last = exc
+        raise self._unknown(
+            call, f"still unknown when time ran out: {reason}"
+        ) from last
+
+    async def _pause(
+        self, call: Call, round_no: int, last: BaseException | None
+    ) -> bool:
+        """Wait before reconciliation round *round_no*; False when time is up."""
+        if not round_no and _retry_after(last) is None:
+            return True  # the first query goes at once
+        delay = self._delay(call, max(round_no - 1, 0), last)
+        if delay is None:
+            return False
+        await self._sleep(delay)
+        return True
+
+    def _why(self, call: Call, what: str, exc: VexoraError) -> str:
+        """Say why a reconciliation round failed; end it if the client closed."""
+        if isinstance(exc, ClientClosedError):
+            # No later round can do better: end now, not at the deadline.
+            raise self._unknown(
+                call, "the client was closed before the outcome was found"
+            ) from exc
+        return f"{what} failed ({exc})"
 
     async def _after_resubmit_refused(
         self,
@@ -348,6 +427,27 @@ class RetryMiddleware:
                 call, f"a re-submission was refused and the query failed ({exc})"
             ) from exc
         return self._adopt(call, status)
+
+    def _adopt_after_send(self, call: Call, status: object, query: int) -> object:
+        """Adopt what a query found for a create that may have been sent."""
+        try:
+            return self._adopt(call, status, query)
+        except TradeNoCollision as exc:
+            if self.policy.resubmit:
+                # The gateway refuses duplicates: ours was refused.
+                raise
+            # A gateway that takes duplicates may hold ours as well.
+            what = (
+                f"amount {exc.found_amount}, this request {exc.requested_amount}"
+                if exc.field == "amount"
+                else f"another {exc.field}"
+            )
+            raise self._unknown(
+                call,
+                f"the gateway holds this tradeNo for another transaction ({what}), "
+                "and this payout may have been sent to it, a gateway that does not "
+                "refuse duplicate tradeNos (resubmit=False)",
+            ) from exc
 
     def _adopt(self, call: Call, status: object, query: int = 0) -> object:
         """Report a transaction found by a query as this create's, if it is."""
@@ -379,6 +479,19 @@ class RetryMiddleware:
             reason,
         )
         return outcome_unknown(call.operation, call.trade_no, reason, label=call.label)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Return the Retry-After of a 429 or 503, also behind an unknown outcome."""
+    for error in (exc, getattr(exc, "__cause__", None)):
+        if isinstance(error, HTTPStatusError):
+            return error.retry_after
+    return None
+
+
+#: What :meth:`RetryMiddleware._look_before_sending` returns when the gateway
+#: does not hold the tradeNo.
+_ABSENT = object()
 
 
 def _resubmitted(call: Call) -> None:

@@ -11,6 +11,7 @@ The tree::
     ├── ConflictingRequestError      same tradeNo, different payload; nothing sent
     │   └── TradeNoCollision         the gateway holds the tradeNo for another payout
     ├── LedgerError                  the ledger could not claim a tradeNo; nothing sent
+    ├── ClientClosedError            the client is closed; nothing was sent
     ├── TransportError               the HTTP exchange failed
     │   ├── ConnectError             never reached the gateway (safe to retry)
     │   └── RequestTimeout           a read-only call timed out
@@ -25,6 +26,9 @@ The tree::
         ├── MalformedNotification    not UTF-8, JSON, an object; a field missing
         │   └── NotificationTooLarge its body is over the size cap
         └── StaleNotification        older than the receiver's optional max_age
+
+:attr:`VexoraError.may_have_executed` answers the question money turns on
+for every error of a create: may the gateway have executed it?
 
 :class:`OutcomeUnknown` is deliberately *not* a :class:`GatewayError`: code
 that treats gateway errors as "the payout failed" must never see an unknown
@@ -59,6 +63,9 @@ class VexoraError(Exception):
     boundaries (``concurrent.futures.ProcessPoolExecutor``, task queues)
     as itself. The cause and the traceback are not pickled, as with any
     exception.
+
+    :attr:`may_have_executed` tells whether the create that raised it may
+    have been executed by the gateway.
     """
 
     operation: str | None
@@ -86,6 +93,28 @@ class VexoraError(Exception):
             if value is not None
         ]
         return f"{self.message} ({', '.join(where)})" if where else self.message
+
+    @property
+    def may_have_executed(self) -> bool:
+        """Tell whether the gateway may have executed the call that raised this.
+
+        ``False`` only when the error proves that this call executed
+        nothing: it sent nothing (:class:`InvalidRequestError`,
+        :class:`ConflictingRequestError`, :class:`LedgerError`,
+        :class:`ConnectError`, :class:`ClientClosedError`), the gateway
+        refused it and a status query confirmed that it does not hold the
+        tradeNo (:class:`RequestRejected` with ``confirmed``), or another
+        transaction holds the tradeNo (:class:`TradeNoCollision`). An error
+        of a read-only call (a status query, the balance) is ``False`` too:
+        a read executes nothing, and says nothing about the payout it asked
+        about. Everything else is ``True``: keep the payout processing and
+        resolve it under the same tradeNo. The table is in
+        :doc:`/errors`.
+        """
+        # Imported here: the money rules import this module.
+        from ._outcomes import Executed, verdict
+
+        return verdict(self) is not Executed.NO
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The default (cls(*args)) cannot call our keyword-only __init__s.
@@ -155,6 +184,28 @@ class LedgerError(VexoraError):
     sending does not raise this: the outcome is returned (or raised) as it
     is, and the failure is logged.
     """
+
+
+_CLOSED = "the client is closed; nothing was sent; retry on a live client"
+
+
+class ClientClosedError(VexoraError):
+    """A call on a closed client, or one the client's closing cut short.
+
+    Nothing was sent by this call (a create cut after it may have been sent
+    is an :class:`OutcomeUnknown` instead), so it is safe to make the same
+    call again, same tradeNo, on a client that is open: a worker shutting
+    down mid-job should hand the job back for a retry, not fail it.
+    """
+
+    def __init__(
+        self,
+        message: str = _CLOSED,
+        *,
+        operation: str | None = None,
+        trade_no: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, trade_no=trade_no)
 
 
 class TransportError(VexoraError):
@@ -337,6 +388,7 @@ class StaleNotification(NotificationError):
 
 
 __all__ = [
+    "ClientClosedError",
     "ConflictingRequestError",
     "ConnectError",
     "DecodingError",

@@ -18,6 +18,7 @@ from vexora_async import (
     BankCode,
     BatchProgress,
     Call,
+    ClientClosedError,
     DepositRequest,
     DepositResult,
     DepositStatus,
@@ -116,8 +117,12 @@ async def errors() -> None:
         except HTTPStatusError as exc:
             assert_type(exc.status_code, int)
             assert_type(exc.retry_after, float | None)
+        except ClientClosedError as exc:
+            assert_type(exc.may_have_executed, bool)
+            assert_type(exc.operation, str | None)
         except VexoraError as exc:
             assert_type(exc.trade_no, str | None)
+            assert_type(exc.may_have_executed, bool)
 
 
 async def batch() -> None:

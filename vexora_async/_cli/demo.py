@@ -401,7 +401,7 @@ def _summary(
         ("faults injected", f"{stats.faults.total():,}"),
         ("accepted", f"{kinds[OutcomeKind.ACCEPTED]:,}"),
         ("  at the first attempt", f"{how['first']:,}"),
-        ("  after 429/503, retried by the SDK", f"{how['retried']:,}"),
+        ("  never reached, resent by the SDK", f"{how['retried']:,}"),
         ("  unknown → reconciled by the SDK", f"{reconciled:,}"),
         ("    found by a status query", f"{how['found']:,}"),
         ("    not found, resent (same tradeNo)", f"{how['resent']:,}"),
