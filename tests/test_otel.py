@@ -14,6 +14,7 @@ import logging
 import random
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
@@ -829,6 +830,7 @@ def test_one_hook_per_client_whatever_on_event_holds() -> None:
     """
     done = subprocess.run(  # noqa: S603 - our own interpreter, our own code
         [sys.executable, "-c", GLOBAL_PROVIDERS_RUN],
+        cwd=Path(__file__).parent.parent,  # this checkout's package and tests
         capture_output=True,
         text=True,
         timeout=60,
