@@ -12,6 +12,9 @@ import contextvars
 import json
 import logging
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
@@ -725,3 +728,175 @@ async def test_automatic_hook_starts_with_a_global_provider(
         monkeypatch.setattr(trace, "_TRACER_PROVIDER", telemetry.tracer_provider)
         await client.create_payout(make_payout(trade_no="VXSEEN01"))
     assert seen == ["VXSEEN01"]
+
+
+# -- one OpenTelemetry hook per client --------------------------------------------
+
+#: Runs in a fresh interpreter: the global providers can be set only once.
+GLOBAL_PROVIDERS_RUN = """
+import asyncio
+import json
+
+import httpx
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from vexora_async import VexoraClient
+from vexora_async.otel import OpenTelemetryHook
+
+from tests.helpers import BASE_URL, MERCHANT_NO, SECRET, make_payout, ok, payout_data
+
+# As docs/observability.md has it: the application configures the SDK.
+spans = InMemorySpanExporter()
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(tracer_provider)
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
+def other(event):
+    pass
+
+
+hook = OpenTelemetryHook()
+VARIANTS = {
+    "automatic": {},
+    "automatic, other hook": {"on_event": other},
+    "hook": {"on_event": OpenTelemetryHook()},
+    "[hook]": {"on_event": [OpenTelemetryHook()]},
+    "(hook, other)": {"on_event": (OpenTelemetryHook(), other)},
+    "[other, hook]": {"on_event": [other, OpenTelemetryHook()]},
+    "[hook, hook] (the same twice)": {"on_event": [hook, other, hook]},
+    "hook, instrument=False": {"on_event": hook, "instrument": False},
+}
+
+
+def totals():
+    found = {"payouts": 0, "attempts": 0, "durations": 0}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    if metric.name == "vexora.client.payouts":
+                        found["payouts"] += point.value
+                    elif metric.name == "vexora.client.attempts":
+                        found["attempts"] += point.value
+                    elif metric.name == "vexora.client.operation.duration":
+                        found["durations"] += point.count
+    return found
+
+
+def answer(request):
+    trade_no = json.loads(request.content)["tradeNo"]
+    return ok(payout_data(trade_no=trade_no))
+
+
+async def main():
+    counts = {}
+    for index, (variant, options) in enumerate(VARIANTS.items()):
+        spans.clear()
+        before = totals()
+        http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        async with http, VexoraClient(
+            MERCHANT_NO, SECRET, BASE_URL, http_client=http, **options
+        ) as client:
+            await client.create_payout(make_payout(trade_no=f"VXONCE{index:04}"))
+        after = totals()
+        counts[variant] = {
+            "spans": [span.name for span in spans.get_finished_spans()],
+            **{name: after[name] - before[name] for name in after},
+        }
+    print(json.dumps(counts))
+
+
+asyncio.run(main())
+"""
+
+
+def test_one_hook_per_client_whatever_on_event_holds() -> None:
+    """on_event=OpenTelemetryHook(), alone or among others: one span, one count.
+
+    Before, the client added its automatic hook to the one passed, as
+    docs/observability.md shows it: two spans per call, every metric
+    counted twice. Run with the global providers set, as the guide has it.
+    """
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own code
+        [sys.executable, "-c", GLOBAL_PROVIDERS_RUN],
+        cwd=Path(__file__).parent.parent,  # this checkout's package and tests
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout)
+    once = {
+        "spans": ["vexora.create_payout"],
+        "payouts": 1,
+        "attempts": 1,
+        "durations": 1,
+    }
+    assert counts == dict.fromkeys(counts, once)
+    assert len(counts) == 8
+
+
+@pytest.mark.parametrize("shared", ["global", "tracer", "meter"])
+def test_two_hooks_on_one_provider_are_refused(
+    telemetry: Telemetry, shared: str
+) -> None:
+    """Two OpenTelemetryHooks on the same provider would count twice: refused."""
+    from vexora_async import InvalidRequestError
+
+    first, second = {
+        "global": (OpenTelemetryHook(), OpenTelemetryHook()),
+        "tracer": (
+            telemetry.hook(),
+            OpenTelemetryHook(tracer_provider=telemetry.tracer_provider),
+        ),
+        "meter": (
+            telemetry.hook(),
+            OpenTelemetryHook(meter_provider=telemetry.meter_provider),
+        ),
+    }[shared]
+    with pytest.raises(InvalidRequestError) as info:
+        VexoraClient(MERCHANT_NO, SECRET, BASE_URL, on_event=[first, second])
+    assert info.value.field == "on_event"
+
+
+@pytest.mark.parametrize("option", ["tracer_provider", "meter_provider"])
+def test_a_provider_for_the_automatic_hook_beside_a_hook_is_refused(
+    telemetry: Telemetry, option: str
+) -> None:
+    """tracer_provider= with on_event=OpenTelemetryHook(): which one? Refused.
+
+    The provider would configure an automatic hook that is not made, so it
+    would be ignored without a word.
+    """
+    from vexora_async import InvalidRequestError
+
+    provider = getattr(telemetry, option)
+    with pytest.raises(InvalidRequestError) as info:
+        VexoraClient(
+            MERCHANT_NO,
+            SECRET,
+            BASE_URL,
+            on_event=OpenTelemetryHook(),
+            **{option: provider},
+        )
+    assert info.value.field == option
+    # Without the automatic hook, nothing to configure: accepted as before.
+    VexoraClient(
+        MERCHANT_NO,
+        SECRET,
+        BASE_URL,
+        on_event=OpenTelemetryHook(),
+        instrument=False,
+        **{option: provider},
+    )

@@ -249,11 +249,14 @@ async def test_over_the_bound_the_longest_waiting_request_gets_503() -> None:
     assert [c.status for c in slow] == [503, 503, None, None, None]
     assert slow[0].headers[b"connection"] == b"close"
     assert "ok" not in slow[0].text.lower()
-    # A real callback still gets through while all slots are full.
+    # A real callback still gets through while all slots are full, and
+    # its body, already there, never waits: it pushes nobody out.
     real = Connection(CALLBACK_BODY, more=False)
     await serve(receiver, real)
     assert (real.status, real.text) == (200, "OK")
-    assert slow[2].status == 503
+    await asyncio.sleep(0.01)
+    assert [c.status for c in slow] == [503, 503, None, None, None]
+    assert receiver.body_reads_in_flight == 3
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -278,6 +281,57 @@ async def test_a_real_callback_whose_body_lags_gets_a_slot_in_a_flood() -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(c.status == 503 for c in slow) >= 48
+
+
+async def test_a_burst_of_complete_bodies_is_served_whole() -> None:
+    """Three times max_body_reads callbacks at once, bodies there: all OK.
+
+    Before, every request took a read slot before looking at its body, so
+    the newest pushed the oldest out: 200 of 300 got 503.
+    """
+    handler = Handler()
+    receiver = NotificationReceiver(SECRET, handler, max_body_reads=100)
+    trade_nos = [f"VX2026033100{i:04}" for i in range(300)]
+    burst = [
+        Connection(callback({"tradeNo": trade_no}), more=False)
+        for trade_no in trade_nos
+    ]
+    await asyncio.gather(*(serve(receiver, connection) for connection in burst))
+    assert [(c.status, c.text) for c in burst] == [(200, "OK")] * 300
+    assert sorted(handler.trade_nos) == trade_nos
+    assert receiver.body_reads_in_flight == 0
+
+
+async def test_a_body_arriving_as_its_read_is_pushed_out_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lagging body that arrives in the very turn its read is pushed out: OK."""
+    caplog.set_level(logging.WARNING, logger="vexora_async.notifications")
+    handler = Handler()
+    receiver = NotificationReceiver(SECRET, handler, body_timeout=30, max_body_reads=1)
+    real = Connection()
+    real_task = serve(receiver, real)
+    await asyncio.sleep(0.01)
+    assert receiver.body_reads_in_flight == 1
+
+    class Newcomer(Connection):
+        """A slow body whose arrival coincides with the real body's."""
+
+        async def receive(self) -> dict[str, Any]:
+            if real.messages.empty():
+                real.put(CALLBACK_BODY, more_body=False)
+            return await super().receive()
+
+    newcomer = Newcomer(b"{")
+    newcomer_task = serve(receiver, newcomer)
+    await real_task
+    assert (real.status, real.text) == (200, "OK")
+    assert handler.trade_nos == ["VX20260331004567"]
+    # It was pushed out (the newcomer holds the one slot); its body won.
+    assert any("busy:" in r.getMessage() for r in caplog.records)
+    assert (newcomer.status, receiver.body_reads_in_flight) == (None, 1)
+    newcomer_task.cancel()
+    await asyncio.gather(newcomer_task, return_exceptions=True)
 
 
 async def test_cancelling_a_request_mid_body_frees_its_slot() -> None:
@@ -402,13 +456,13 @@ ATTACK_MAX_BODY_READS = 100
 FDS_NEEDED = 2 * SLOW_BODIES + 400
 
 
-def _enough_file_descriptors() -> bool:
+def _enough_file_descriptors(needed: int = FDS_NEEDED) -> bool:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= FDS_NEEDED:
+    if soft >= needed:
         return True
-    if hard != resource.RLIM_INFINITY and hard < FDS_NEEDED:
+    if hard != resource.RLIM_INFINITY and hard < needed:
         return False
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FDS_NEEDED, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     return True
 
 
@@ -478,7 +532,7 @@ async def test_never_ending_bodies_do_not_lock_out_real_callbacks(
     callbacks could not connect. Now at most max_body_reads wait, each for
     at most body_timeout; every one is answered and let go.
     """
-    if not _enough_file_descriptors():
+    if not _enough_file_descriptors(FDS_NEEDED):
         pytest.skip(f"needs {FDS_NEEDED} file descriptors")
     caplog.set_level(logging.WARNING, logger="vexora_async.notifications")
     loop = asyncio.get_running_loop()
@@ -527,6 +581,90 @@ async def test_never_ending_bodies_do_not_lock_out_real_callbacks(
         f"with {still_waiting} slow bodies still held; "
         f"slow bodies answered: {statuses.count(503)}x503, {statuses.count(408)}x408"
     )
+
+
+BURST = 300
+BURST_SLOW_BODIES = 150
+BURST_HANDLER = Handler()
+BURST_RECEIVER = NotificationReceiver(
+    SECRET,
+    BURST_HANDLER,
+    # Long enough that no slow body reaches it during the test, however
+    # busy the machine: those still held must be held for a reason.
+    body_timeout=60,
+    max_body_reads=ATTACK_MAX_BODY_READS,
+)
+
+
+async def _post_at_once(port: int, bodies: list[bytes]) -> list[tuple[int, bytes]]:
+    """Send each body on its own connection, headers and body in one write.
+
+    All connections are opened first, then every request is written in one
+    go: the server finds them complete, together, in one turn of its loop.
+    Returns (status, body) of each answer.
+    """
+    connections = await asyncio.gather(
+        *(asyncio.open_connection("127.0.0.1", port) for _ in bodies)
+    )
+    for (_, writer), body in zip(connections, bodies, strict=True):
+        writer.write(
+            b"POST /vexora/notify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[int, bytes]:
+        try:
+            status_line = await reader.readline()
+            rest = await reader.read()
+            return int(status_line.split()[1]), rest.rpartition(b"\r\n\r\n")[2]
+        finally:
+            writer.close()
+
+    return list(await asyncio.gather(*(answer(r, w) for r, w in connections)))
+
+
+@pytest.mark.parametrize("server_port", [BURST_RECEIVER], indirect=True)
+async def test_a_burst_of_real_callbacks_is_all_acknowledged(server_port: int) -> None:
+    """300 signed callbacks at once, bodies complete, slots full: 300 OK.
+
+    Before, each request took one of the 100 read slots before reading its
+    body, and the newest pushed the oldest out: 200 of 300 got 503. A body
+    that is there never waits, so it needs no slot and pushes nobody out,
+    and slow bodies stay bounded: of 150 opened, 100 wait and 50 get 503.
+    """
+    if not _enough_file_descriptors(2 * (BURST + BURST_SLOW_BODIES) + 400):
+        pytest.skip("needs more file descriptors")
+    slow = await asyncio.gather(
+        *(_open_slow_body(server_port) for _ in range(BURST_SLOW_BODIES))
+    )
+    slow_answers = [asyncio.create_task(_answer(r, w)) for r, w in slow]
+    pushed_out = BURST_SLOW_BODIES - ATTACK_MAX_BODY_READS
+    while sum(answer.done() for answer in slow_answers) < pushed_out:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert BURST_RECEIVER.body_reads_in_flight == ATTACK_MAX_BODY_READS
+
+    trade_nos = [f"VX2026033100{i:04}" for i in range(BURST)]
+    answers = await _post_at_once(
+        server_port, [callback({"tradeNo": trade_no}) for trade_no in trade_nos]
+    )
+    assert answers == [(200, b"OK")] * BURST
+    assert sorted(BURST_HANDLER.trade_nos) == trade_nos
+    # The slow bodies kept their slots: complete bodies pushed none out.
+    assert BURST_RECEIVER.body_reads_in_flight == ATTACK_MAX_BODY_READS
+    done = [answer.result() for answer in slow_answers if answer.done()]
+    assert done == [503] * pushed_out
+
+    # The attackers hang up: the server lets go of every read.
+    for answer in slow_answers:
+        answer.cancel()
+    for _, writer in slow:
+        writer.close()
+    await asyncio.gather(*slow_answers, return_exceptions=True)
+    while BURST_RECEIVER.body_reads_in_flight:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def test_a_flood_is_logged_in_one_line_per_second(

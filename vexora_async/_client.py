@@ -83,28 +83,53 @@ LEASE_MARGIN = 10.0
 
 
 def _instrumentation(
-    instrument: object, tracer_provider: object, meter_provider: object
-) -> tuple[Callable[[Event], object], ...]:
-    """Return the OpenTelemetry hook when the otel extra is importable."""
+    instrument: object,
+    tracer_provider: object,
+    meter_provider: object,
+    hooks: tuple[Callable[[Event], object], ...],
+) -> tuple[tuple[Callable[[Event], object], ...], bool]:
+    """Return the client's hooks with one OpenTelemetry hook at most.
+
+    The second value tells whether the first hook is the automatic one,
+    added here because *hooks* (the user's) hold none.
+    """
     if not isinstance(instrument, bool):
         raise InvalidRequestError("instrument", "must be True or False")
-    if not instrument:
-        return ()
     try:
-        from .otel import OpenTelemetryHook
+        from .otel import OpenTelemetryHook, once_each
     except ImportError:
-        if tracer_provider is not None or meter_provider is not None:
+        if instrument and (tracer_provider is not None or meter_provider is not None):
             raise InvalidRequestError(
                 "tracer_provider",
                 "needs the otel extra: pip install 'vexora-async[otel]'",
             ) from None
-        return ()
-    return (
-        OpenTelemetryHook(
-            tracer_provider=tracer_provider,  # type: ignore[arg-type]
-            meter_provider=meter_provider,  # type: ignore[arg-type]
-        ),
+        return hooks, False
+    if any(isinstance(hook, OpenTelemetryHook) for hook in hooks):
+        if instrument:
+            _refuse_providers(tracer_provider, meter_provider)
+        return once_each(hooks), False
+    if not instrument:
+        return hooks, False
+    auto = OpenTelemetryHook(
+        tracer_provider=tracer_provider,  # type: ignore[arg-type]
+        meter_provider=meter_provider,  # type: ignore[arg-type]
     )
+    # First: the user's hooks then run with its span current.
+    return (auto, *hooks), True
+
+
+def _refuse_providers(tracer_provider: object, meter_provider: object) -> None:
+    """Refuse providers meant for an automatic hook that will not be made."""
+    for name, provider in (
+        ("tracer_provider", tracer_provider),
+        ("meter_provider", meter_provider),
+    ):
+        if provider is not None:
+            raise InvalidRequestError(
+                name,
+                "is for the automatic hook, and on_event holds an "
+                "OpenTelemetryHook: give the provider to that hook",
+            )
 
 
 def _checked(call: Call, result: object, expected: type[T]) -> T:
@@ -362,10 +387,11 @@ class VexoraClient:
             del app_secret
             raise
         self._merchant_no = check_credential("merchant_no", merchant_no)
-        # The OpenTelemetry hook first: user hooks then run with its span
-        # current.
-        auto = _instrumentation(instrument, tracer_provider, meter_provider)
-        self._hooks = auto + as_hooks(on_event)
+        # One OpenTelemetry hook per client: the user's if on_event holds
+        # one, else the automatic one.
+        self._hooks, auto = _instrumentation(
+            instrument, tracer_provider, meter_provider, as_hooks(on_event)
+        )
         #: With only the automatic OpenTelemetry hook and no provider given,
         #: each call asks whether one is configured by now: unconfigured, a
         #: call costs what it costs with no hook at all.

@@ -173,7 +173,14 @@ def _refusal(exc: NotificationError) -> ReceiverResponse:
     return ReceiverResponse(exc.http_status, _REASONS.get(exc.http_status, "refused"))
 
 
-_Reader = asyncio.Task[bytes | ReceiverResponse | None]
+class _BodyRead:
+    """One request's body read: whether it waits now, and its push-out signal."""
+
+    __slots__ = ("pushed_out", "waiting")
+
+    def __init__(self, pushed_out: asyncio.Future[None]) -> None:
+        self.waiting = False
+        self.pushed_out = pushed_out
 
 
 class _KeyedLocks:
@@ -236,12 +243,14 @@ class NotificationReceiver:
 
     It answers 200 ``OK`` when the handler returned; 400, 403 or 413 for a
     refused body; 408 when the body did not arrive within *body_timeout*;
-    503 to the request that has waited longest for its body when
-    *max_body_reads* requests are waiting and another one comes in (both
-    close the connection); 500 when the handler raised (anything but a
-    cancellation, ``SystemExit`` and ``KeyboardInterrupt`` included) and
-    503 when it took longer than *handler_timeout* seconds (it is then
-    cancelled). The gateway delivers again after any answer but ``OK``.
+    503 to the requests that have waited longest for their bodies when
+    more than *max_body_reads* are waiting (both close the connection; a
+    request whose body has arrived never waits, so a burst of real
+    callbacks pushes nobody out and is never pushed out); 500 when the
+    handler raised (anything but a cancellation, ``SystemExit`` and
+    ``KeyboardInterrupt`` included) and 503 when it took longer than
+    *handler_timeout* seconds (it is then cancelled). The gateway
+    delivers again after any answer but ``OK``.
 
     Keep the handler fast: record the fact durably (one database write)
     and leave slow work to a background task; see "Receiving callbacks".
@@ -303,8 +312,12 @@ class NotificationReceiver:
         self._clock = clock
         self._hooks = as_hooks(on_event)
         self._locks = _KeyedLocks()
-        # The requests waiting for their body, oldest first.
-        self._readers: OrderedDict[_Reader, None] = OrderedDict()
+        # The requests reading their body, oldest first; only those inside
+        # receive() are waiting for it and count against max_body_reads.
+        self._reads: dict[_BodyRead, None] = {}
+        # The loop a bound check is pending on (a loop that stopped before
+        # running it must not leave the check skipped forever).
+        self._bounding: asyncio.AbstractEventLoop | None = None
         self._throttle = _Throttle()
 
     def __repr__(self) -> str:
@@ -318,8 +331,12 @@ class NotificationReceiver:
 
     @property
     def body_reads_in_flight(self) -> int:
-        """Requests waiting for their body now (at most :attr:`max_body_reads`)."""
-        return len(self._readers)
+        """Requests waiting for their body now.
+
+        At most :attr:`max_body_reads` from one turn of the event loop to
+        the next; a request whose body has arrived never waits.
+        """
+        return sum(read.waiting for read in self._reads)
 
     # -- framework-neutral core ----------------------------------------------
 
@@ -491,43 +508,49 @@ class NotificationReceiver:
     ) -> bytes | ReceiverResponse | None:
         if self._declared_too_large(scope):
             return self._too_large()
-        reader = asyncio.get_running_loop().create_task(self._collect(receive))
-        if len(self._readers) >= self.max_body_reads:
-            # Make room by dropping the request that has waited longest: a
-            # real callback's body follows its headers within milliseconds,
-            # so only a flood faster than that could push it out, whereas
-            # refusing newcomers would let a few slow bodies, renewed as
-            # they time out, keep every real callback out.
-            oldest = next(iter(self._readers))
-            del self._readers[oldest]
-            oldest.cancel()
-            self._throttle.warning(
-                "busy: %s requests were waiting for their bodies; "
-                "dropped the one waiting longest (503)",
-                self.max_body_reads,
-            )
-        self._readers[reader] = None
+        loop = asyncio.get_running_loop()
+        read = _BodyRead(loop.create_future())
+        self._reads[read] = None
+        reader = loop.create_task(self._collect(receive, read))
+        either: set[asyncio.Future[Any]] = {reader, read.pushed_out}
         try:
             # asyncio.wait, unlike wait_for, never swallows our cancellation.
-            done, _ = await asyncio.wait({reader}, timeout=self.body_timeout)
+            await asyncio.wait(
+                either,
+                timeout=self.body_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
-            self._readers.pop(reader, None)
+            self._reads.pop(read, None)
             if not reader.done():
                 reader.cancel()
-        if not done:
-            self._throttle.warning(
-                "refused notification: the body did not arrive within %s s (408)",
-                self.body_timeout,
-            )
-            return _BODY_TIMEOUT
-        if reader.cancelled():  # dropped to make room for a newer request
+        if reader.done():
+            # A body that has arrived is served, even if the read was
+            # pushed out or timed out while it was coming in.
+            return reader.result()
+        if read.pushed_out.done():
             return _BUSY
-        return reader.result()
+        self._throttle.warning(
+            "refused notification: the body did not arrive within %s s (408)",
+            self.body_timeout,
+        )
+        return _BODY_TIMEOUT
 
-    async def _collect(self, receive: Receive) -> bytes | ReceiverResponse | None:
+    async def _collect(
+        self, receive: Receive, read: _BodyRead
+    ) -> bytes | ReceiverResponse | None:
         body = bytearray()
         while True:
-            message = await receive()
+            # Counted as waiting only while inside receive(): a body that
+            # has arrived comes back without suspending, so no other request
+            # can see this read waiting, let alone push it out.
+            read.waiting = True
+            if len(self._reads) > self.max_body_reads:
+                self._bound_later()
+            try:
+                message = await receive()
+            finally:
+                read.waiting = False
             if message["type"] == "http.disconnect":
                 return None
             if message["type"] != "http.request":
@@ -540,6 +563,36 @@ class NotificationReceiver:
                 return self._too_large()
             if not message.get("more_body", False):
                 return bytes(body)
+
+    def _bound_later(self) -> None:
+        # Not at once: the reads of a burst that arrived together start one
+        # after another in this turn of the event loop, and those whose body
+        # is complete finish without waiting. Counting on the next turn
+        # pushes out only reads still waiting then.
+        loop = asyncio.get_running_loop()
+        if self._bounding is not loop:
+            self._bounding = loop
+            loop.call_soon(self._bound)
+
+    def _bound(self) -> None:
+        self._bounding = None
+        excess = self.body_reads_in_flight - self.max_body_reads
+        if excess <= 0:
+            return
+        # Push out the reads that have waited longest: a real callback's
+        # body follows its headers within milliseconds, so only a flood
+        # faster than that could push it out, whereas refusing newcomers
+        # would let a few slow bodies, renewed as they time out, keep every
+        # real callback out.
+        oldest = [read for read in self._reads if read.waiting][:excess]
+        for read in oldest:
+            del self._reads[read]
+            read.pushed_out.set_result(None)
+            self._throttle.warning(
+                "busy: %s requests were waiting for their bodies; "
+                "dropped the one waiting longest (503)",
+                self.max_body_reads,
+            )
 
     def _too_large(self) -> ReceiverResponse:
         return _refusal(

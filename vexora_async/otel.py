@@ -4,7 +4,10 @@
 
     from vexora_async.otel import OpenTelemetryHook
 
-    client = VexoraClient(..., on_event=OpenTelemetryHook())
+    client = VexoraClient(..., on_event=OpenTelemetryHook(tracer_provider=...))
+
+A client has one OpenTelemetry hook: the one its ``on_event`` holds, or
+else one it makes by itself (``instrument=True``, the default).
 
 One span per logical call (``vexora.create_payout``, ``vexora.get_payout``,
 ...), current while the call runs, so that the HTTP client spans of
@@ -58,12 +61,14 @@ from .events import (
     CallFinished,
     CallOutcome,
     CallStarted,
+    Event,
     LedgerEvent,
     LimiterWait,
     ReconciliationQuery,
     Resubmitted,
     RetryScheduled,
 )
+from .exceptions import InvalidRequestError
 
 
 #: Read the globals directly, unless a provider is named in the environment
@@ -76,6 +81,8 @@ _GLOBALS_READABLE = (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
     from opentelemetry.util.types import AttributeValue
@@ -170,6 +177,8 @@ class OpenTelemetryHook(EventAdapter):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        # What once_each compares (None: the global one).
+        self._providers = (tracer_provider, meter_provider)
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
         self._payouts = meter.create_counter(
@@ -225,6 +234,17 @@ class OpenTelemetryHook(EventAdapter):
             f"vexora_async.otel.{id(self)}", default=None
         )
         super().__init__()
+
+    def _shares_a_provider(self, other: OpenTelemetryHook) -> bool:
+        """Tell whether *other* records to this hook's tracer or meter provider.
+
+        Two such hooks on one client would make every span or metric point
+        twice. ``None`` (the global provider) is the same as ``None``.
+        """
+        return any(
+            mine is theirs
+            for mine, theirs in zip(self._providers, other._providers, strict=True)
+        )
 
     # -- a call's frame --------------------------------------------------
 
@@ -412,6 +432,34 @@ class OpenTelemetryHook(EventAdapter):
         if event.http_status >= 500:  # noqa: PLR2004 - the gateway delivers again
             span.set_status(Status(StatusCode.ERROR, "the callback was not taken"))
         span.end(end_time=now)
+
+
+def once_each(
+    hooks: tuple[Callable[[Event], object], ...],
+) -> tuple[Callable[[Event], object], ...]:
+    """Return *hooks* with each :class:`OpenTelemetryHook` in them once.
+
+    A hook listed twice is kept where it first appears. Two hooks on the
+    same tracer or meter provider (``None``, the global one, included)
+    would make every span or metric point twice: refused with
+    :class:`~vexora_async.InvalidRequestError` naming ``on_event``.
+    Hooks on different providers (two backends) are each kept.
+    """
+    kept: list[Callable[[Event], object]] = []
+    mine: list[OpenTelemetryHook] = []
+    for hook in hooks:
+        if isinstance(hook, OpenTelemetryHook):
+            if any(hook is other for other in mine):
+                continue
+            if any(hook._shares_a_provider(other) for other in mine):  # noqa: SLF001
+                msg = (
+                    "holds two OpenTelemetryHooks on the same provider; give "
+                    "one (each would trace and count every call again)"
+                )
+                raise InvalidRequestError("on_event", msg)
+            mine.append(hook)
+        kept.append(hook)
+    return tuple(kept)
 
 
 def _finish_span(span: Span, event: CallFinished) -> None:
