@@ -191,6 +191,78 @@ async def test_release_forgets_the_claim(ledger: Ledger) -> None:
     assert (await ledger.claim("k", "other", lease=LEASE, token=new_token())).granted
 
 
+async def test_a_claim_carries_the_token_its_caller_chose(ledger: Ledger) -> None:
+    """The claimer picks the token before sending: the grant carries it."""
+    token = new_token()
+
+    claim = await ledger.claim("k", "f", lease=LEASE, token=token)
+
+    assert claim.granted
+    assert claim.token == token
+    assert await ledger.settle("k", entry(EntryState.ACCEPTED), token=token)
+
+
+async def test_releasing_a_takeover_of_an_unknown_leaves_it_unknown(
+    ledger: Ledger,
+) -> None:
+    """Give back a claim over an unknown: the earlier attempt is not forgotten."""
+    await settle_new(ledger, "k", EntryState.UNKNOWN)
+    token = new_token()
+    assert (await ledger.claim("k", "f", lease=LEASE, token=token)).granted
+
+    assert await ledger.release("k", token=token)
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert (stored.state, stored.fingerprint) == (EntryState.UNKNOWN, "f")
+    # And it is still claimable: the next call reconciles it.
+    again = await ledger.claim("k", "f", lease=LEASE, token=new_token())
+    assert again.granted
+    assert again.prior is not None
+    assert again.prior.state is EntryState.UNKNOWN
+
+
+async def test_releasing_a_takeover_of_a_stale_claim_leaves_it_unknown(
+    ledger: Ledger,
+) -> None:
+    """A dead worker's claim may have been sent: given back, it is unknown."""
+    await ledger.claim("k", "f", lease=LEASE, token=new_token())
+    await asyncio.sleep(LEASE + 0.1)
+    token = new_token()
+    taken = await ledger.claim("k", "f", lease=LEASE, token=token)
+    assert taken.granted
+
+    assert await ledger.release("k", token=token)
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert stored.state is EntryState.UNKNOWN
+
+
+async def test_a_release_with_a_token_that_never_claimed_changes_nothing(
+    ledger: Ledger,
+) -> None:
+    """A claim whose answer was lost may never have committed: harmless."""
+    assert not await ledger.release("k", token=new_token())
+    assert await ledger.get("k") is None
+    owner = new_token()
+    await ledger.claim("k", "f", lease=60, token=owner)
+
+    assert not await ledger.release("k", token=new_token())
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert stored.state is EntryState.IN_FLIGHT
+    assert await ledger.release("k", token=owner)  # the owner still can
+
+
+async def test_a_claim_needs_a_token(ledger: Ledger) -> None:
+    """An empty token would let anyone settle: refused before anything."""
+    with pytest.raises(ValueError, match="token"):
+        await ledger.claim("k", "f", lease=LEASE, token="")
+    assert await ledger.get("k") is None
+
+
 async def test_a_stalled_owner_cannot_settle_or_release_after_a_takeover(
     ledger: Ledger,
 ) -> None:

@@ -83,6 +83,33 @@ async def test_taking_over_an_unknown_entry_keeps_it_from_expiring(
     assert await client.ttl(prefix + "k") == -1
 
 
+async def test_a_released_takeover_is_unknown_and_never_expires(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Giving back a claim over an unknown restores it without a TTL."""
+    prefix = unique("ttl:")
+    ledger = RedisLedger(client, prefix=prefix, settled_ttl=dt.timedelta(days=2))
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
+    await ledger.settle("k", settled(EntryState.UNKNOWN), token=claim.token or "")
+    token = new_token()
+    await ledger.claim("k", "f", lease=60, token=token)
+
+    assert await ledger.release("k", token=token)
+
+    entry = await ledger.get("k")
+    assert entry is not None
+    assert entry.state is EntryState.UNKNOWN
+    assert await client.ttl(prefix + "k") == -1
+    assert not await client.hexists(prefix + "k", "o")  # no owner left
+
+
+def test_settled_entries_are_kept_longer_than_any_retry_window() -> None:
+    """The default TTL: 90 days, past month- and quarter-end replays."""
+    assert dt.timedelta(days=90) == _redis.DEFAULT_SETTLED_TTL
+    ledger = RedisLedger(fakeredis.FakeAsyncRedis())
+    assert ledger._ttl == 90 * 86400
+
+
 async def test_no_ttl_keeps_settled_entries(client: redis.asyncio.Redis) -> None:
     """settled_ttl=None: nothing expires."""
     prefix = unique("ttl:")

@@ -18,7 +18,6 @@ given back with the fencing token chosen before it was sent.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
@@ -254,14 +253,10 @@ class IdempotencyMiddleware:
                 (claiming,), timeout=None if remaining is None else max(remaining, 0)
             )
         except asyncio.CancelledError:
-            claiming.add_done_callback(
-                functools.partial(self._give_back_late, key, print_, token)
-            )
+            self._spawn(self._give_back_late(claiming, key, print_, token))
             raise
         if not done:
-            claiming.add_done_callback(
-                functools.partial(self._give_back_late, key, print_, token)
-            )
+            self._spawn(self._give_back_late(claiming, key, print_, token))
             raise _claim_failed(call, "no answer within the call's deadline")
         try:
             return claiming.result()
@@ -301,24 +296,29 @@ class IdempotencyMiddleware:
         task.add_done_callback(self._writes.discard)
         return task
 
-    def _give_back_late(
-        self, key: str, print_: str, token: str, claiming: asyncio.Future[Claim]
+    async def _give_back_late(
+        self, claiming: asyncio.Task[Claim], key: str, print_: str, token: str
     ) -> None:
-        """Give back a claim that ended after its caller stopped waiting."""
+        """Give back a claim that ends after its caller stopped waiting.
+
+        Tracked like a write, so that closing the client waits for it.
+        """
+        # asyncio.wait: a cancellation of this task must not cut the claim.
+        await asyncio.wait((claiming,))
         if claiming.cancelled():
             return  # only as the loop closes: nothing runs now; the lease frees it
         if claiming.exception() is not None:
             # Its answer is lost: the token we chose gives it back anyway.
-            self._spawn(self._give_back(key, token))
+            await self._give_back(key, token)
             return
         claim = claiming.result()
         if not claim.granted:
             return
         token = claim.token or token
         if claim.prior is not None:  # an earlier attempt is unknown: it stays so
-            self._spawn(self._settle(key, token, print_, EntryState.UNKNOWN))
+            await self._settle(key, token, print_, EntryState.UNKNOWN)
         else:  # nothing was sent under this claim
-            self._spawn(self._record(self.ledger.release(key, token=token), key))
+            await self._record(self.ledger.release(key, token=token), key)
 
     async def _give_back(self, key: str, token: str) -> None:
         """Release a claim whose answer was lost, retrying while the store fails.
