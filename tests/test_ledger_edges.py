@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -48,7 +50,6 @@ from tests.servers import unique
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
-    from pathlib import Path
 
     from vexora_async.ledgers import Claim
 
@@ -345,6 +346,53 @@ async def test_a_stale_claim_of_a_stalled_worker_is_taken_over() -> None:
 
     actions = [e.action for e in seen if isinstance(e, LedgerEvent)]
     assert actions == [LedgerAction.TAKEN_OVER]
+
+
+def _paged_actions() -> re.Pattern[str]:
+    """The action regex of the page alert in docs/observability.md."""
+    doc = (Path(__file__).parent.parent / "docs" / "observability.md").read_text()
+    found = re.search(
+        r'vexora_ledger_actions_total\{action=~"([^"]+)"\}', doc, flags=re.MULTILINE
+    )
+    assert found is not None
+    return re.compile(found.group(1))
+
+
+async def test_the_page_alert_stays_quiet_for_routine_reconciliation() -> None:
+    """resolve_payout over unknowns all day: the documented page never fires."""
+    from prometheus_client import CollectorRegistry
+    from vexora_async.prometheus import PrometheusHook
+
+    registry = CollectorRegistry()
+    ledger = MemoryLedger()
+    print_ = print_of_payout()
+    await unknown_entry(ledger, print_)
+    client = client_over(Gateway(), ledger=ledger, on_event=PrometheusHook(registry))
+    async with client.http_client, client:
+        await client.resolve_payout(make_payout())
+        # A stalled worker's claim, past its lease: that one pages.
+        now = [1000.0]
+        stalled = MemoryLedger(clock=lambda: now[0])
+        await stalled.claim(KEY, print_, lease=180, token=new_token())
+        now[0] += client.claim_lease + 1
+        other = client_over(
+            Gateway(), ledger=stalled, on_event=PrometheusHook(registry)
+        )
+        async with other.http_client, other:
+            await other.create_payout(make_payout())
+
+    paged = _paged_actions()
+    counts = {
+        action.value: registry.get_sample_value(
+            "vexora_ledger_actions_total", {"action": action.value}
+        )
+        for action in LedgerAction
+    }
+    firing = {a: n for a, n in counts.items() if n and paged.fullmatch(a)}
+    assert counts["resumed"] == 1
+    assert firing == {"taken_over": 1}
+    doc = (Path(__file__).parent.parent / "docs" / "observability.md").read_text()
+    assert all(f"`{action.value}`" in doc for action in LedgerAction)
 
 
 # -- on a real Redis of our own ---------------------------------------------------
