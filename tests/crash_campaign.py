@@ -124,11 +124,13 @@ class Recording:
         self._ledger = ledger
         self._log = log
 
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Any:
         """Claim, and log a takeover of an expired claim."""
         from vexora_async import EntryState
 
-        claim = await self._ledger.claim(key, fingerprint, lease=lease)
+        claim = await self._ledger.claim(key, fingerprint, lease=lease, token=token)
         prior = claim.prior
         if claim.granted and prior is not None and prior.state is EntryState.IN_FLIGHT:
             self._log.write(f"T {key} {time.time() - prior.updated_at:.3f}\n")

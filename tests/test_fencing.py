@@ -25,6 +25,7 @@ from vexora_async import (
     RetryPolicy,
     VexoraClient,
 )
+from vexora_async.ledgers import new_token
 
 from tests.helpers import (
     BASE_URL,
@@ -119,12 +120,15 @@ async def test_a_fenced_release_is_logged_and_changes_nothing(
         task = asyncio.create_task(client.create_payout(make_payout()))
         await refused.wait()
         now[0] += client.claim_lease + 1
-        other = await ledger.claim(KEY, "fingerprint", lease=1)  # payload differs
+        # Another payload: refused.
+        other = await ledger.claim(KEY, "fingerprint", lease=1, token=new_token())
         assert not other.granted
         from vexora_async._idempotency import fingerprint
 
         print_ = fingerprint(client._codec.encode(make_payout()))
-        owner = await ledger.claim(KEY, print_, lease=client.claim_lease)
+        owner = await ledger.claim(
+            KEY, print_, lease=client.claim_lease, token=new_token()
+        )
         assert owner.granted
         resume.set()
         with caplog.at_level(logging.WARNING), pytest.raises(Exception, match="400"):
@@ -171,9 +175,11 @@ async def test_a_claim_uses_the_configured_lease() -> None:
     leases: list[float] = []
 
     class Spy(MemoryLedger):
-        async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+        async def claim(
+            self, key: str, fingerprint: str, *, lease: float, token: str
+        ) -> Any:
             leases.append(lease)
-            return await super().claim(key, fingerprint, lease=lease)
+            return await super().claim(key, fingerprint, lease=lease, token=token)
 
     client = client_over(Gateway(), ledger=Spy(), claim_lease=500)
     async with client.http_client, client:
@@ -271,10 +277,12 @@ async def test_cancelled_while_claiming_gives_the_claim_back() -> None:
     proceed = asyncio.Event()
 
     class Slow(MemoryLedger):
-        async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+        async def claim(
+            self, key: str, fingerprint: str, *, lease: float, token: str
+        ) -> Any:
             entered.set()
             await proceed.wait()
-            return await super().claim(key, fingerprint, lease=lease)
+            return await super().claim(key, fingerprint, lease=lease, token=token)
 
     gateway = Gateway()
     ledger = Slow()

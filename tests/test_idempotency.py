@@ -30,6 +30,7 @@ from vexora_async import (
 )
 from vexora_async._idempotency import fingerprint
 from vexora_async._transports._pool import ShardedTransport
+from vexora_async.ledgers import new_token
 
 from tests.gateway_model import Fault, ModelGateway
 from tests.helpers import (
@@ -288,7 +289,8 @@ async def test_worker_in_flight_elsewhere_is_not_sent_twice(
     ledger = MemoryLedger(clock=lambda: now[0])
     route = router.post(PAYOUT).mock(return_value=ok())
     query = router.post(QUERY).mock(return_value=ok())
-    await ledger.claim(KEY, fingerprint(_wire(make_payout())), lease=180.0)
+    print_ = fingerprint(_wire(make_payout()))
+    await ledger.claim(KEY, print_, lease=180.0, token=new_token())
     client = make_client(router.async_handler, ledger=ledger)
     async with client.http_client, client:
         with pytest.raises(PayoutOutcomeUnknown, match="another worker"):
@@ -469,12 +471,14 @@ class BrokenLedger(MemoryLedger):
         super().__init__()
         self.fail_on = fail_on
 
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Any:
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Any:
         """Fail or claim."""
         if self.fail_on == "claim":
             msg = "database is locked"
             raise OSError(msg)
-        return await super().claim(key, fingerprint, lease=lease)
+        return await super().claim(key, fingerprint, lease=lease, token=token)
 
     async def settle(self, key: str, entry: Any, *, token: str) -> bool:
         """Fail or settle."""

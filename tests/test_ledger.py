@@ -23,7 +23,7 @@ from vexora_async import (
     RedisLedger,
     SQLiteLedger,
 )
-from vexora_async.ledgers import may_take_over
+from vexora_async.ledgers import may_take_over, new_token
 
 from tests.servers import drop_table, postgres_pool, redis_url, unique
 
@@ -85,7 +85,7 @@ async def settle_new(
     ledger: Ledger, key: str, state: EntryState, fingerprint: str = "f", **more: Any
 ) -> None:
     """Claim *key* and settle it in *state*."""
-    claim = await ledger.claim(key, fingerprint, lease=LEASE)
+    claim = await ledger.claim(key, fingerprint, lease=LEASE, token=new_token())
     assert claim.granted
     assert claim.token is not None
     settled = entry(state, fingerprint, **more)
@@ -94,7 +94,7 @@ async def settle_new(
 
 async def test_first_claim_is_granted_with_no_prior(ledger: Ledger) -> None:
     """A new tradeNo is granted, with a token, and becomes in flight."""
-    claim = await ledger.claim("k", "f", lease=LEASE)
+    claim = await ledger.claim("k", "f", lease=LEASE, token=new_token())
 
     assert claim.granted
     assert claim.prior is None
@@ -109,11 +109,11 @@ async def test_second_claim_while_in_flight_is_refused_until_the_lease_ends(
     ledger: Ledger,
 ) -> None:
     """Only one claimant at a time, until the lease runs out."""
-    first = await ledger.claim("k", "f", lease=LEASE)
+    first = await ledger.claim("k", "f", lease=LEASE, token=new_token())
 
-    refused = await ledger.claim("k", "f", lease=LEASE)
+    refused = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     await asyncio.sleep(LEASE + 0.1)
-    taken_over = await ledger.claim("k", "f", lease=LEASE)
+    taken_over = await ledger.claim("k", "f", lease=LEASE, token=new_token())
 
     assert not refused.granted
     assert refused.token is None
@@ -140,7 +140,7 @@ async def test_take_over_of_settled_entries(
     """Unknown entries are taken over (same payload); settled ones never."""
     await settle_new(ledger, "k", state)
 
-    claim = await ledger.claim("k", fingerprint, lease=LEASE)
+    claim = await ledger.claim("k", fingerprint, lease=LEASE, token=new_token())
 
     assert claim.granted is granted
     assert claim.prior is not None
@@ -151,10 +151,10 @@ async def test_an_expired_claim_with_another_payload_is_not_taken_over(
     ledger: Ledger,
 ) -> None:
     """A dead worker's claim is only taken over for the same payload."""
-    await ledger.claim("k", "f", lease=LEASE)
+    await ledger.claim("k", "f", lease=LEASE, token=new_token())
     await asyncio.sleep(LEASE + 0.1)
 
-    claim = await ledger.claim("k", "other", lease=LEASE)
+    claim = await ledger.claim("k", "other", lease=LEASE, token=new_token())
 
     assert not claim.granted
 
@@ -182,22 +182,94 @@ async def test_settle_records_the_outcome(ledger: Ledger) -> None:
 
 async def test_release_forgets_the_claim(ledger: Ledger) -> None:
     """A claim whose request was never sent can be released and claimed anew."""
-    claim = await ledger.claim("k", "f", lease=LEASE)
+    claim = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     assert claim.token is not None
 
     assert await ledger.release("k", token=claim.token)
 
     assert await ledger.get("k") is None
-    assert (await ledger.claim("k", "other", lease=LEASE)).granted
+    assert (await ledger.claim("k", "other", lease=LEASE, token=new_token())).granted
+
+
+async def test_a_claim_carries_the_token_its_caller_chose(ledger: Ledger) -> None:
+    """The claimer picks the token before sending: the grant carries it."""
+    token = new_token()
+
+    claim = await ledger.claim("k", "f", lease=LEASE, token=token)
+
+    assert claim.granted
+    assert claim.token == token
+    assert await ledger.settle("k", entry(EntryState.ACCEPTED), token=token)
+
+
+async def test_releasing_a_takeover_of_an_unknown_leaves_it_unknown(
+    ledger: Ledger,
+) -> None:
+    """Give back a claim over an unknown: the earlier attempt is not forgotten."""
+    await settle_new(ledger, "k", EntryState.UNKNOWN)
+    token = new_token()
+    assert (await ledger.claim("k", "f", lease=LEASE, token=token)).granted
+
+    assert await ledger.release("k", token=token)
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert (stored.state, stored.fingerprint) == (EntryState.UNKNOWN, "f")
+    # And it is still claimable: the next call reconciles it.
+    again = await ledger.claim("k", "f", lease=LEASE, token=new_token())
+    assert again.granted
+    assert again.prior is not None
+    assert again.prior.state is EntryState.UNKNOWN
+
+
+async def test_releasing_a_takeover_of_a_stale_claim_leaves_it_unknown(
+    ledger: Ledger,
+) -> None:
+    """A dead worker's claim may have been sent: given back, it is unknown."""
+    await ledger.claim("k", "f", lease=LEASE, token=new_token())
+    await asyncio.sleep(LEASE + 0.1)
+    token = new_token()
+    taken = await ledger.claim("k", "f", lease=LEASE, token=token)
+    assert taken.granted
+
+    assert await ledger.release("k", token=token)
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert stored.state is EntryState.UNKNOWN
+
+
+async def test_a_release_with_a_token_that_never_claimed_changes_nothing(
+    ledger: Ledger,
+) -> None:
+    """A claim whose answer was lost may never have committed: harmless."""
+    assert not await ledger.release("k", token=new_token())
+    assert await ledger.get("k") is None
+    owner = new_token()
+    await ledger.claim("k", "f", lease=60, token=owner)
+
+    assert not await ledger.release("k", token=new_token())
+
+    stored = await ledger.get("k")
+    assert stored is not None
+    assert stored.state is EntryState.IN_FLIGHT
+    assert await ledger.release("k", token=owner)  # the owner still can
+
+
+async def test_a_claim_needs_a_token(ledger: Ledger) -> None:
+    """An empty token would let anyone settle: refused before anything."""
+    with pytest.raises(ValueError, match="token"):
+        await ledger.claim("k", "f", lease=LEASE, token="")
+    assert await ledger.get("k") is None
 
 
 async def test_a_stalled_owner_cannot_settle_or_release_after_a_takeover(
     ledger: Ledger,
 ) -> None:
     """Fencing: the worker that lost its lease is refused; the new owner is not."""
-    stalled = await ledger.claim("k", "f", lease=LEASE)
+    stalled = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     await asyncio.sleep(LEASE + 0.1)
-    owner = await ledger.claim("k", "f", lease=LEASE)
+    owner = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     assert stalled.token is not None
     assert owner.token is not None
 
@@ -219,7 +291,7 @@ async def test_a_stalled_owner_cannot_settle_or_release_after_a_takeover(
 
 async def test_a_token_settles_once(ledger: Ledger) -> None:
     """After its settle, a token owns nothing; unknown keys are fenced too."""
-    claim = await ledger.claim("k", "f", lease=LEASE)
+    claim = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     assert claim.token is not None
     assert await ledger.settle("k", entry(EntryState.UNKNOWN), token=claim.token)
 
@@ -234,20 +306,20 @@ async def test_only_outcomes_are_settled_and_leases_are_checked(
     ledger: Ledger,
 ) -> None:
     """IN_FLIGHT is not an outcome; a lease is a finite number >= 0."""
-    claim = await ledger.claim("k", "f", lease=LEASE)
+    claim = await ledger.claim("k", "f", lease=LEASE, token=new_token())
     assert claim.token is not None
 
     with pytest.raises(ValueError, match="IN_FLIGHT"):
         await ledger.settle("k", entry(EntryState.IN_FLIGHT), token=claim.token)
     for lease in (math.nan, math.inf, -1.0, True):
         with pytest.raises(ValueError, match="lease"):
-            await ledger.claim("j", "f", lease=lease)
+            await ledger.claim("j", "f", lease=lease, token=new_token())
 
 
 async def test_concurrent_claims_grant_one(ledger: Ledger) -> None:
     """Twenty claims of one tradeNo at once: exactly one is granted."""
     claims = await asyncio.gather(
-        *(ledger.claim("k", "f", lease=60) for _ in range(20))
+        *(ledger.claim("k", "f", lease=60, token=new_token()) for _ in range(20))
     )
 
     assert sum(c.granted for c in claims) == 1
@@ -256,7 +328,7 @@ async def test_concurrent_claims_grant_one(ledger: Ledger) -> None:
 async def test_the_entry_time_is_the_store_clock(ledger: Ledger) -> None:
     """A claim's time is taken where it is recorded, near the current time."""
     loop_now = time.time()
-    await ledger.claim("k", "f", lease=LEASE)
+    await ledger.claim("k", "f", lease=LEASE, token=new_token())
 
     stored = await ledger.get("k")
 
@@ -287,11 +359,11 @@ async def test_memory_ledger_judges_leases_by_its_clock() -> None:
     """MemoryLedger's lease is its clock's, not the caller's."""
     now = [0.0]
     ledger = MemoryLedger(clock=lambda: now[0])
-    await ledger.claim("k", "f", lease=10)
+    await ledger.claim("k", "f", lease=10, token=new_token())
 
-    refused = await ledger.claim("k", "f", lease=10)
+    refused = await ledger.claim("k", "f", lease=10, token=new_token())
     now[0] = 11.0
-    taken_over = await ledger.claim("k", "f", lease=10)
+    taken_over = await ledger.claim("k", "f", lease=10, token=new_token())
 
     assert not refused.granted
     assert taken_over.granted
@@ -311,7 +383,7 @@ async def test_memory_ledger_is_bounded() -> None:
 async def test_in_flight_entries_are_never_evicted() -> None:
     """Eviction skips claims in flight, even the oldest."""
     ledger = MemoryLedger(max_entries=3)
-    await ledger.claim("busy", "f", lease=10)
+    await ledger.claim("busy", "f", lease=10, token=new_token())
     for i in range(10):
         await settle_new(ledger, f"k{i}", EntryState.ACCEPTED)
 
@@ -331,7 +403,7 @@ async def test_many_claims_in_flight_stay_cheap() -> None:
     ledger = MemoryLedger(max_entries=10)
     tokens = []
     for i in range(50_000):
-        claim = await ledger.claim(f"k{i}", "f", lease=60)
+        claim = await ledger.claim(f"k{i}", "f", lease=60, token=new_token())
         assert claim.granted
         tokens.append(claim.token or "")
     assert len(ledger) == 50_000
@@ -347,7 +419,7 @@ async def test_settling_moves_an_entry_out_of_flight() -> None:
     await settle_new(ledger, "k", EntryState.UNKNOWN)
 
     assert [e.state for e in ledger.entries()] == [EntryState.UNKNOWN]
-    again = await ledger.claim("k", "f", lease=10)
+    again = await ledger.claim("k", "f", lease=10, token=new_token())
     assert again.granted
     assert [e.state for e in ledger.entries()] == [EntryState.IN_FLIGHT]
 

@@ -19,7 +19,7 @@ from vexora_async import (
     RedisLedger,
     RedisNotificationStore,
 )
-from vexora_async.ledgers import _redis
+from vexora_async.ledgers import _redis, new_token
 
 from tests.servers import redis_url, unique
 
@@ -57,9 +57,9 @@ async def test_settled_entries_expire_and_open_ones_never(
         ("r", EntryState.REJECTED),
         ("u", EntryState.UNKNOWN),
     ):
-        claim = await ledger.claim(key, "f", lease=60)
+        claim = await ledger.claim(key, "f", lease=60, token=new_token())
         assert await ledger.settle(key, settled(state), token=claim.token or "")
-    await ledger.claim("i", "f", lease=60)
+    await ledger.claim("i", "f", lease=60, token=new_token())
 
     ttls = {k: await client.ttl(prefix + k) for k in "arui"}
 
@@ -74,20 +74,47 @@ async def test_taking_over_an_unknown_entry_keeps_it_from_expiring(
     """A claim never inherits a TTL: an in-flight entry must not vanish."""
     prefix = unique("ttl:")
     ledger = RedisLedger(client, prefix=prefix)
-    claim = await ledger.claim("k", "f", lease=60)
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
     await ledger.settle("k", settled(EntryState.UNKNOWN), token=claim.token or "")
 
-    again = await ledger.claim("k", "f", lease=60)
+    again = await ledger.claim("k", "f", lease=60, token=new_token())
 
     assert again.granted
     assert await client.ttl(prefix + "k") == -1
+
+
+async def test_a_released_takeover_is_unknown_and_never_expires(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Giving back a claim over an unknown restores it without a TTL."""
+    prefix = unique("ttl:")
+    ledger = RedisLedger(client, prefix=prefix, settled_ttl=dt.timedelta(days=2))
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
+    await ledger.settle("k", settled(EntryState.UNKNOWN), token=claim.token or "")
+    token = new_token()
+    await ledger.claim("k", "f", lease=60, token=token)
+
+    assert await ledger.release("k", token=token)
+
+    entry = await ledger.get("k")
+    assert entry is not None
+    assert entry.state is EntryState.UNKNOWN
+    assert await client.ttl(prefix + "k") == -1
+    assert not await client.hexists(prefix + "k", "o")  # no owner left
+
+
+def test_settled_entries_are_kept_longer_than_any_retry_window() -> None:
+    """The default TTL: 90 days, past month- and quarter-end replays."""
+    assert dt.timedelta(days=90) == _redis.DEFAULT_SETTLED_TTL
+    ledger = RedisLedger(fakeredis.FakeAsyncRedis())
+    assert ledger._ttl == 90 * 86400
 
 
 async def test_no_ttl_keeps_settled_entries(client: redis.asyncio.Redis) -> None:
     """settled_ttl=None: nothing expires."""
     prefix = unique("ttl:")
     ledger = RedisLedger(client, prefix=prefix, settled_ttl=None)
-    claim = await ledger.claim("k", "f", lease=60)
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
     await ledger.settle("k", settled(EntryState.ACCEPTED), token=claim.token or "")
 
     assert await client.ttl(prefix + "k") == -1
@@ -96,7 +123,7 @@ async def test_no_ttl_keeps_settled_entries(client: redis.asyncio.Redis) -> None
 async def test_the_ledger_reads_a_client_decoding_responses() -> None:
     """A user's client with decode_responses=True works the same."""
     ledger = RedisLedger(fakeredis.FakeAsyncRedis(decode_responses=True))
-    claim = await ledger.claim("k", "f", lease=60)
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
     data = {"tradeNo": "k"}
     entry = LedgerEntry(
         state=EntryState.ACCEPTED, fingerprint="f", updated_at=0, data=data
@@ -107,7 +134,7 @@ async def test_the_ledger_reads_a_client_decoding_responses() -> None:
 
     assert stored is not None
     assert stored.data == data
-    assert not (await ledger.claim("k", "f", lease=60)).granted
+    assert not (await ledger.claim("k", "f", lease=60, token=new_token())).granted
 
 
 def test_each_script_touches_only_its_one_key() -> None:
@@ -136,7 +163,7 @@ async def test_the_real_server_judges_leases_by_its_own_clock() -> None:
     client = redis.asyncio.Redis.from_url(redis_url())
     async with client:
         ledger = RedisLedger(client, prefix=unique("clock:"))
-        await ledger.claim("k", "f", lease=60)
+        await ledger.claim("k", "f", lease=60, token=new_token())
         seconds, micros = await client.time()
         stored = await ledger.get("k")
 

@@ -16,6 +16,7 @@ from vexora_async import (
     SQLiteLedger,
     VexoraClient,
 )
+from vexora_async.ledgers import new_token
 
 from tests.helpers import (
     BASE_URL,
@@ -42,7 +43,7 @@ async def test_entries_survive_reopening(tmp_path: Path) -> None:
     """What one ledger settles, a new one on the same file reads back."""
     path = tmp_path / "ledger.sqlite3"
     async with SQLiteLedger(path) as ledger:
-        claim = await ledger.claim("k", "f", lease=60)
+        claim = await ledger.claim("k", "f", lease=60, token=new_token())
         assert claim.granted
         assert claim.token is not None
         assert await ledger.settle(
@@ -70,11 +71,11 @@ async def test_release_and_prune(tmp_path: Path) -> None:
     """Released claims vanish; prune drops old settled entries but not unknowns."""
     now = [1000.0]
     async with SQLiteLedger(tmp_path / "l.db", clock=lambda: now[0]) as ledger:
-        gone = await ledger.claim("gone", "f", lease=60)
+        gone = await ledger.claim("gone", "f", lease=60, token=new_token())
         await ledger.release("gone", token=gone.token or "")
         now[0] = 10.0
         for key, state in (("old", EntryState.ACCEPTED), ("open", EntryState.UNKNOWN)):
-            claim = await ledger.claim(key, "f", lease=60)
+            claim = await ledger.claim(key, "f", lease=60, token=new_token())
             await ledger.settle(
                 key,
                 LedgerEntry(state=state, fingerprint="f", updated_at=10.0),
@@ -93,7 +94,11 @@ async def test_release_and_prune(tmp_path: Path) -> None:
 def _claim_many(path: str, keys: list[str], results: Any) -> None:
     async def run() -> list[str]:
         async with SQLiteLedger(path) as ledger:
-            return [k for k in keys if (await ledger.claim(k, "f", lease=60)).granted]
+            return [
+                k
+                for k in keys
+                if (await ledger.claim(k, "f", lease=60, token=new_token())).granted
+            ]
 
     results.put(asyncio.run(run()))
 
@@ -132,11 +137,18 @@ async def test_a_ledger_file_from_before_tokens_is_upgraded(tmp_path: Path) -> N
     db.close()
 
     async with SQLiteLedger(path) as ledger:
-        claim = await ledger.claim("k", "f", lease=60)
+        claim = await ledger.claim("k", "f", lease=60, token=new_token())
+        assert claim.token is not None
+        # The takeover is remembered in the new column: giving it back
+        # leaves the earlier attempt unknown.
+        assert await ledger.release("k", token=claim.token)
+        after = await ledger.get("k")
 
     assert claim.granted
     assert claim.prior is not None
     assert claim.prior.state is EntryState.UNKNOWN
+    assert after is not None
+    assert after.state is EntryState.UNKNOWN
 
 
 async def test_a_restarted_worker_reconciles_instead_of_paying_again(

@@ -6,12 +6,18 @@ different payload is refused before anything is sent; a tradeNo the
 ledger already settled is answered from the ledger, without a request; one
 whose outcome is unknown is reconciled (status query first), never blindly
 re-sent.
+
+The ledger's work keeps to the call's deadline: a claim not answered by
+then is a :class:`~vexora_async.LedgerError` (nothing was sent), and the
+caller waits for the outcome's record at most :data:`LEDGER_MARGIN`
+seconds past it; a write still running then finishes in the background
+(:meth:`IdempotencyMiddleware.drain`). A claim whose answer never came is
+given back with the fencing token chosen before it was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
@@ -30,7 +36,7 @@ from .exceptions import (
     VexoraError,
 )
 from .ledgers._memory import MemoryLedger
-from .ledgers._protocol import Claim, EntryState, Ledger, LedgerEntry
+from .ledgers._protocol import Claim, EntryState, Ledger, LedgerEntry, new_token
 
 
 if TYPE_CHECKING:
@@ -43,6 +49,16 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger("vexora_async")
+
+#: How many seconds past its deadline a create may still wait for the ledger
+#: to record its outcome (a healthy store takes milliseconds). A record
+#: still running then goes on in the background, and the caller has its
+#: answer: the money's outcome never waits on the ledger.
+LEDGER_MARGIN = 0.5
+
+#: Backoff between tries to give back a claim whose answer was lost, while
+#: the store keeps failing (doubling from the first, up to the second).
+_GIVE_BACK_DELAYS = (0.1, 2.0)
 
 #: Fields that do not change what money moves; a retry may differ in them.
 _NOT_FINGERPRINTED = frozenset({"notifyUrl", "returnUrl", "remark"})
@@ -107,8 +123,12 @@ class IdempotencyMiddleware:
         self._lease = lease
         self._clock = clock
         self._inflight: dict[str, _Shared] = {}
-        #: Ledger writes that outlive a cancelled caller; see drain().
+        #: Ledger writes that outlive their caller (cancelled, or past its
+        #: deadline); see drain().
         self._writes: set[asyncio.Task[None]] = set()
+        #: Set by drain(): stop retrying to give claims back; the lease will.
+        self._closing = False
+        self._closed: asyncio.Future[None] | None = None
         # The in-process ledger never awaits inside: no write of it can be
         # cut half-way, so it needs no protecting task.
         self._memory = ledger if type(ledger) is MemoryLedger else None
@@ -157,22 +177,10 @@ class IdempotencyMiddleware:
         call: Call,
         call_next: Callable[[Call], Awaitable[object]],
     ) -> object:
-        try:
-            claim = await self._claim(key, print_)
-        # A ledger is user-pluggable: whatever its store raises, the caller
-        # learns that nothing was sent.
-        except Exception as exc:
-            msg = f"the ledger could not claim this tradeNo ({exc!r})"
-            msg += "; nothing was sent"
-            raise LedgerError(
-                msg, operation=call.label, trade_no=call.trade_no
-            ) from exc
+        claim = await self._claim(key, print_, call)
         if not claim.granted:
             return self._answer_from_ledger(call, claim)
-        _ledger_event(
-            call,
-            LedgerAction.CLAIMED if claim.prior is None else LedgerAction.TAKEN_OVER,
-        )
+        _ledger_event(call, _claim_action(claim))
         token = claim.token or ""
         if claim.prior is not None:
             call = call.evolve(reconcile_first=True)
@@ -180,14 +188,16 @@ class IdempotencyMiddleware:
             result = await call_next(call)
         except VexoraError as exc:
             await self._finish(
-                self._settle_failure(key, token, print_, claim, exc, trace=call.trace)
+                self._settle_failure(key, token, print_, claim, exc, trace=call.trace),
+                call,
             )
             raise
         except BaseException:
             # Unknown outcomes, cancellation, anything unexpected: never
             # leave the entry in flight, so the next call reconciles.
             await self._finish(
-                self._settle(key, token, print_, EntryState.UNKNOWN, trace=call.trace)
+                self._settle(key, token, print_, EntryState.UNKNOWN, trace=call.trace),
+                call,
             )
             raise
         raw = getattr(result, "raw", None)
@@ -206,38 +216,79 @@ class IdempotencyMiddleware:
                 applied = None
             self._recorded(key, applied=applied, trace=call.trace)
             return result
-        # Shielded too: the answer is in, and a cancellation now must not
+        # In a task too: the answer is in, and a cancellation now must not
         # leave the entry in flight (a store may drop a write not yet begun).
         await self._finish(
             self._settle(
                 key, token, print_, EntryState.ACCEPTED, data=raw, trace=call.trace
-            )
+            ),
+            call,
         )
         return result
 
-    async def _claim(self, key: str, print_: str) -> Claim:
+    async def _claim(self, key: str, print_: str, call: Call) -> Claim:
+        """Claim *key* by the call's deadline, or raise LedgerError."""
+        # Chosen before the claim is sent, so that a claim whose answer is
+        # lost can still be given back: nobody else holds this token.
+        token = new_token()
         if self._memory is not None:
             # It claims without awaiting: there is nothing to interrupt, and
             # the default path stays free of tasks (a 10,000-call gather).
-            return self._memory.claim_now(key, print_, lease=self._lease)
-        claiming = asyncio.ensure_future(
-            self.ledger.claim(key, print_, lease=self._lease)
+            try:
+                return self._memory.claim_now(
+                    key, print_, lease=self._lease, token=token
+                )
+            except Exception as exc:
+                raise _claim_failed(call, repr(exc)) from exc
+        loop = asyncio.get_running_loop()
+        claiming = loop.create_task(
+            self.ledger.claim(key, print_, lease=self._lease, token=token)
         )
+        remaining = call.remaining(loop.time())
         try:
-            # shield: a store's claim cancelled half-way may still commit
-            # (a thread, a server); then it must be given back.
-            return await asyncio.shield(claiming)
+            # asyncio.wait cancels nothing, at the deadline or when the
+            # caller is cancelled: a store's claim cut half-way may still
+            # commit (a thread, a server), and then it must be given back.
+            done, _ = await asyncio.wait(
+                (claiming,), timeout=None if remaining is None else max(remaining, 0)
+            )
         except asyncio.CancelledError:
-            claiming.add_done_callback(functools.partial(self._undo_claim, key, print_))
+            self._spawn(self._give_back_late(claiming, key, print_, token))
             raise
+        if not done:
+            self._spawn(self._give_back_late(claiming, key, print_, token))
+            raise _claim_failed(call, "no answer within the call's deadline")
+        try:
+            return claiming.result()
+        # A ledger is user-pluggable: whatever its store raises, the caller
+        # learns that nothing was sent.
+        except Exception as exc:
+            # The store may have committed the claim before it failed to
+            # answer (a timeout, a dropped connection): give it back, or its
+            # tradeNo would stay blocked for the lease with nothing sent.
+            self._spawn(self._give_back(key, token))
+            raise _claim_failed(call, repr(exc)) from exc
 
-    async def _finish(self, record: Coroutine[object, object, None]) -> None:
-        """Run a ledger write to its end, even if the caller is cancelled again."""
+    async def _finish(
+        self, record: Coroutine[object, object, None], call: Call
+    ) -> None:
+        """Run a ledger write to its end, waiting for it until the margin.
+
+        Past the call's deadline plus :data:`LEDGER_MARGIN`, or if the
+        caller is cancelled, the write goes on in the background.
+        """
         if self._memory is not None:
             await record  # no await inside the in-process ledger: nothing to cut
             return
         task = self._spawn(record)
-        await asyncio.shield(task)
+        loop = asyncio.get_running_loop()
+        remaining = call.remaining(loop.time())
+        # asyncio.wait, like shield, leaves the write running when the
+        # caller is cancelled or its time is up.
+        await asyncio.wait(
+            (task,),
+            timeout=None if remaining is None else max(remaining + LEDGER_MARGIN, 0),
+        )
 
     def _spawn(self, record: Coroutine[object, object, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(record)
@@ -245,23 +296,70 @@ class IdempotencyMiddleware:
         task.add_done_callback(self._writes.discard)
         return task
 
-    def _undo_claim(
-        self, key: str, print_: str, claiming: asyncio.Future[Claim]
+    async def _give_back_late(
+        self, claiming: asyncio.Task[Claim], key: str, print_: str, token: str
     ) -> None:
-        """Give back a claim granted after its caller was cancelled."""
-        if claiming.cancelled() or claiming.exception() is not None:
+        """Give back a claim that ends after its caller stopped waiting.
+
+        Tracked like a write, so that closing the client waits for it.
+        """
+        # asyncio.wait: a cancellation of this task must not cut the claim.
+        await asyncio.wait((claiming,))
+        if claiming.cancelled():
+            return  # only as the loop closes: nothing runs now; the lease frees it
+        if claiming.exception() is not None:
+            # Its answer is lost: the token we chose gives it back anyway.
+            await self._give_back(key, token)
             return
         claim = claiming.result()
         if not claim.granted:
             return
-        token = claim.token or ""
+        token = claim.token or token
         if claim.prior is not None:  # an earlier attempt is unknown: it stays so
-            self._spawn(self._settle(key, token, print_, EntryState.UNKNOWN))
+            await self._settle(key, token, print_, EntryState.UNKNOWN)
         else:  # nothing was sent under this claim
-            self._spawn(self._record(self.ledger.release(key, token=token), key))
+            await self._record(self.ledger.release(key, token=token), key)
+
+    async def _give_back(self, key: str, token: str) -> None:
+        """Release a claim whose answer was lost, retrying while the store fails.
+
+        Release is fenced by *token*: it changes nothing if the claim never
+        committed, and a claim that took an entry over reverts to unknown.
+        Retried until the lease would have freed the claim anyway, or the
+        client closes.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._lease
+        delay, longest = _GIVE_BACK_DELAYS
+        while True:
+            try:
+                await self.ledger.release(key, token=token)
+            except Exception:
+                if self._closing or loop.time() + delay >= give_up_at:
+                    logger.exception(
+                        "the ledger failed to give back a claim whose answer was "
+                        "lost on key=%s; if it was recorded, the tradeNo waits "
+                        "for the claim lease",
+                        key,
+                    )
+                    return
+            else:
+                return
+            if self._closed is None:
+                self._closed = loop.create_future()
+            # Woken early by drain(): a closing client stops retrying.
+            await asyncio.wait((self._closed,), timeout=delay)
+            delay = min(2 * delay, longest)
 
     async def drain(self) -> None:
-        """Wait for the ledger writes still under way (on closing the client)."""
+        """Wait for the ledger writes still under way (on closing the client).
+
+        A claim still being given back gets one last try, not the retries
+        left until its lease.
+        """
+        self._closing = True
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
@@ -382,6 +480,23 @@ class IdempotencyMiddleware:
             call,
             "another worker is sending this tradeNo right now; query it later",
         )
+
+
+def _claim_action(claim: Claim) -> LedgerAction:
+    """Name a granted claim: new, a stale claim taken over, or an unknown resumed."""
+    if claim.prior is None:
+        return LedgerAction.CLAIMED
+    if claim.prior.state is EntryState.IN_FLIGHT:
+        return LedgerAction.TAKEN_OVER
+    return LedgerAction.RESUMED
+
+
+def _claim_failed(call: Call, detail: str) -> LedgerError:
+    return LedgerError(
+        f"the ledger could not claim this tradeNo ({detail}); nothing was sent",
+        operation=call.label,
+        trade_no=call.trade_no,
+    )
 
 
 def _emit_ledger(trace: Trace | None, action: LedgerAction) -> None:

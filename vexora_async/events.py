@@ -62,9 +62,14 @@ class LedgerAction(enum.Enum):
     """What the ledger did for a create."""
 
     CLAIMED = "claimed"
-    #: Granted over an entry whose outcome was unknown (or whose worker's
-    #: lease expired): the call reconciles before it sends.
+    #: Granted over another worker's claim whose lease ran out (a dead,
+    #: stalled or partitioned worker): the call reconciles before it sends.
+    #: Worth an alert.
     TAKEN_OVER = "taken_over"
+    #: Granted over an entry whose outcome was unknown (a retry after an
+    #: unknown outcome, ``resolve_payout``): routine reconciliation; the call
+    #: asks the gateway before it sends.
+    RESUMED = "resumed"
     #: Another worker holds the tradeNo in flight; nothing was sent.
     REFUSED_IN_FLIGHT = "refused_in_flight"
     #: Answered from the ledger (accepted or rejected before); nothing sent.

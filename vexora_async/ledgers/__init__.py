@@ -1,6 +1,7 @@
 """Ledgers: where the SDK records each tradeNo it claims, sends and settles.
 
-One protocol (:class:`Ledger`, with fencing tokens) and four stores:
+One protocol (:class:`Ledger`, with fencing tokens that the claimer
+chooses: :func:`new_token`) and four stores:
 
 - :class:`MemoryLedger`: this process (the default);
 - :class:`SQLiteLedger`: the processes of one machine (standard library);
@@ -18,7 +19,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._memory import MemoryLedger
-from ._protocol import Claim, EntryState, Ledger, LedgerEntry, may_take_over
+from ._protocol import (
+    Claim,
+    EntryState,
+    Ledger,
+    LedgerEntry,
+    may_take_over,
+    new_token,
+)
 from ._sqlite import SQLiteLedger
 
 
@@ -37,6 +45,7 @@ __all__ = [
     "RedisLedger",
     "SQLiteLedger",
     "may_take_over",
+    "new_token",
 ]
 
 #: The names behind an extra: name -> (module, extra).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from ._protocol import (
     LedgerEntry,
     check_lease,
     check_settled,
+    check_token,
     may_take_over,
 )
 
@@ -30,12 +30,15 @@ MAX_LEDGER_ENTRIES = 100_000_000
 class MemoryLedger:
     """The in-process ledger: bounded, so a long-running worker stays flat.
 
-    Keeps at most *max_entries* settled entries (about 0.7 KB each, so the
-    default is some 14 MB) and forgets the oldest first. Entries in flight
-    are kept apart and never forgotten; there are only as many as calls
-    running. Forgetting is safe: a forgotten tradeNo sent again is refused
-    by the gateway as a duplicate, and the SDK's rejection check then finds
-    the original by a status query. *clock* (epoch seconds) judges leases.
+    Keeps settled entries for the life of the process only, and at most
+    *max_entries* of them (about 0.7 KB each, so the default is some
+    14 MB): past that it forgets the oldest first. Entries in flight are
+    kept apart and never forgotten; there are only as many as calls
+    running. A restart forgets everything: a forgotten tradeNo sent again
+    is refused by a gateway that refuses duplicates, and the SDK's
+    rejection check then finds the original by a status query. Share a
+    durable ledger between processes (see "Running many workers").
+    *clock* (epoch seconds) judges leases.
     """
 
     def __init__(
@@ -50,10 +53,9 @@ class MemoryLedger:
         self._clock = clock
         # Two maps so that eviction never walks past in-flight entries: a
         # 50,000-call gather claims 50,000 keys before the first settles.
-        # An in-flight entry is kept with its owner's fencing token.
-        self._in_flight: dict[str, tuple[LedgerEntry, str]] = {}
-        # Fencing tokens only need to differ within this one ledger.
-        self._tokens = itertools.count(1)
+        # An in-flight entry is kept with its owner's fencing token and
+        # whether its claim took an entry over (release makes it unknown).
+        self._in_flight: dict[str, tuple[LedgerEntry, str, bool]] = {}
         self._settled: OrderedDict[str, LedgerEntry] = OrderedDict()
 
     def __len__(self) -> int:
@@ -61,28 +63,33 @@ class MemoryLedger:
 
     # No await inside: each method runs atomically on the event loop. The
     # idempotency layer calls the *_now forms directly (no coroutine).
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Claim:
         """See :meth:`~vexora_async.Ledger.claim`."""
-        return self.claim_now(key, fingerprint, lease=lease)
+        return self.claim_now(key, fingerprint, lease=lease, token=token)
 
     async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
         """See :meth:`~vexora_async.Ledger.settle`."""
         return self.settle_now(key, entry, token=token)
 
-    def claim_now(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+    def claim_now(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Claim:
         """Do what :meth:`claim` does, synchronously."""
         check_lease(lease)
+        check_token(token)
         now = self._clock()
         prior = self._lookup(key)
         if prior is not None and not may_take_over(prior, fingerprint, now, lease):
             return Claim(granted=False, prior=prior)
         self._settled.pop(key, None)
-        token = str(next(self._tokens))
         self._in_flight[key] = (
             LedgerEntry(
                 state=EntryState.IN_FLIGHT, fingerprint=fingerprint, updated_at=now
             ),
             token,
+            prior is not None,
         )
         return Claim(granted=True, prior=prior, token=token)
 
@@ -92,16 +99,23 @@ class MemoryLedger:
         if not self._owns(key, token):
             return False
         del self._in_flight[key]
-        self._settled[key] = entry
-        while len(self._settled) > self.max_entries:
-            self._settled.popitem(last=False)
+        self._keep(key, entry)
         return True
 
     async def release(self, key: str, *, token: str) -> bool:
         """See :meth:`~vexora_async.Ledger.release`."""
         if not self._owns(key, token):
             return False
-        del self._in_flight[key]
+        held, _, took_over = self._in_flight.pop(key)
+        if took_over:  # an earlier attempt may have been sent: unknown again
+            self._keep(
+                key,
+                LedgerEntry(
+                    state=EntryState.UNKNOWN,
+                    fingerprint=held.fingerprint,
+                    updated_at=self._clock(),
+                ),
+            )
         return True
 
     async def get(self, key: str) -> LedgerEntry | None:
@@ -111,9 +125,14 @@ class MemoryLedger:
     def entries(self) -> list[LedgerEntry]:
         """Return every entry held, in flight first (for tests and metrics)."""
         return [
-            *(entry for entry, _ in self._in_flight.values()),
+            *(held[0] for held in self._in_flight.values()),
             *self._settled.values(),
         ]
+
+    def _keep(self, key: str, entry: LedgerEntry) -> None:
+        self._settled[key] = entry
+        while len(self._settled) > self.max_entries:
+            self._settled.popitem(last=False)
 
     def _owns(self, key: str, token: str) -> bool:
         held = self._in_flight.get(key)

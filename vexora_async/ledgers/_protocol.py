@@ -7,9 +7,20 @@ still that token, so a worker that stalled past its lease (a GC pause, a
 starved event loop, a paused VM) cannot overwrite or drop the claim of the
 worker that took the tradeNo over meanwhile.
 
+The *caller* chooses the fencing token (:func:`new_token`) and sends it
+with the claim. A claimer whose answer was lost (a timeout, a dropped
+connection, a cancellation: the claim may or may not have committed) still
+holds the token, and gives the claim back with :meth:`Ledger.release`:
+fenced, so it changes nothing if the claim never committed; and a claim
+that took an entry over reverts to ``UNKNOWN``, never forgetting an
+earlier attempt. Without that, a claim committed under a token nobody
+holds would block its tradeNo for a whole lease.
+
 An implementation must make :meth:`Ledger.claim`, :meth:`Ledger.settle`
 and :meth:`Ledger.release` each atomic, and should judge a lease by one
-clock for every worker: the store's own where it has one.
+clock for every worker: the store's own where it has one. How long it
+keeps settled entries is its own (see "Running many workers"); it must
+keep ``UNKNOWN`` and ``IN_FLIGHT`` ones until they are settled.
 """
 
 from __future__ import annotations
@@ -65,12 +76,12 @@ class Claim:
     """The answer to :meth:`Ledger.claim`.
 
     *granted*: the caller now owns the tradeNo (it is ``IN_FLIGHT``) and
-    may send; *token* is its fencing token, to pass to
-    :meth:`Ledger.settle` or :meth:`Ledger.release`. *prior*: the entry
-    that was there before, if any. Granted with a prior entry means the
-    prior attempt's outcome was unknown (or its worker died): reconcile
-    before sending. Not granted: *prior* says why (already accepted or
-    rejected, in flight elsewhere, or a different payload).
+    may send; *token* is its fencing token (the one the caller chose), to
+    pass to :meth:`Ledger.settle` or :meth:`Ledger.release`. *prior*: the
+    entry that was there before, if any. Granted with a prior entry means
+    the prior attempt's outcome was unknown (or its worker died):
+    reconcile before sending. Not granted: *prior* says why (already
+    accepted or rejected, in flight elsewhere, or a different payload).
     """
 
     granted: bool
@@ -81,14 +92,18 @@ class Claim:
 class Ledger(Protocol):
     """Where tradeNo outcomes are recorded; implement it for a shared store."""
 
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
-        """Atomically claim *key* for sending.
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Claim:
+        """Atomically claim *key* for sending, under the caller's *token*.
 
         Grant it when there is no entry, or when the entry has the same
         *fingerprint* and is ``UNKNOWN`` or an ``IN_FLIGHT`` older than
         *lease* seconds by the store's clock (its worker is presumed
-        dead); the entry becomes ``IN_FLIGHT`` under a new token, returned
-        in the grant. Otherwise change nothing and refuse.
+        dead); the entry becomes ``IN_FLIGHT`` owned by *token* (a fresh
+        :func:`new_token`, chosen before the claim is sent), which the
+        grant carries. Remember whether the grant took an entry over:
+        :meth:`release` needs it. Otherwise change nothing and refuse.
         """
 
     async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
@@ -100,10 +115,16 @@ class Ledger(Protocol):
         """
 
     async def release(self, key: str, *, token: str) -> bool:
-        """Forget a claim whose request provably was never sent.
+        """Give back a claim under which provably nothing was sent.
 
         Only while *key* is ``IN_FLIGHT`` under *token*; return ``False``
-        when fenced off, as :meth:`settle` does.
+        (and change nothing) when fenced off, as :meth:`settle` does. A
+        claim granted on no entry is forgotten; one that took an entry
+        over (``UNKNOWN``, or a stale ``IN_FLIGHT``) becomes ``UNKNOWN``
+        again, with its fingerprint: the earlier attempt may have been
+        sent. So a caller that never read the claim's answer may release
+        with the token it chose: whatever the claim did, or if it never
+        committed, nothing is forgotten and nothing stays blocked.
         """
 
     async def get(self, key: str) -> LedgerEntry | None:
@@ -124,6 +145,13 @@ def may_take_over(
 def new_token() -> str:
     """Return a fresh fencing token (128 random bits, hex)."""
     return secrets.token_hex(16)
+
+
+def check_token(token: object) -> None:
+    """Refuse a fencing token that is not a non-empty string."""
+    if type(token) is not str or not token:
+        msg = "token must be a non-empty string (see new_token())"
+        raise ValueError(msg)
 
 
 def check_settled(entry: LedgerEntry) -> None:

@@ -3,12 +3,14 @@
 Claim, settle and release are each one Lua script on one key, so each is
 atomic on the server and safe on Redis Cluster (a script touches only the
 slot of its key). Leases are judged by the server's clock (``TIME``), not
-by each worker's. Settled entries expire after *settled_ttl*; ``UNKNOWN``
-and ``IN_FLIGHT`` entries never expire: they still need reconciling.
+by each worker's. Accepted and rejected entries expire after
+*settled_ttl*; ``UNKNOWN`` and ``IN_FLIGHT`` entries never expire: they
+still need reconciling.
 
 Each entry is a hash: ``s`` state, ``f`` fingerprint, ``t`` the server's
 time of the last change (epoch seconds), ``o`` the owner's fencing token
-while in flight, and ``d`` (JSON), ``c``, ``m`` for the outcome.
+while in flight, ``p`` set while in flight when the claim took an entry
+over, and ``d`` (JSON), ``c``, ``m`` for the outcome.
 """
 
 from __future__ import annotations
@@ -26,19 +28,27 @@ from ._protocol import (
     LedgerEntry,
     check_lease,
     check_settled,
-    new_token,
+    check_token,
 )
 
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+#: How long accepted and rejected entries are kept by default: longer than
+#: any realistic retry window. A job queue retries within hours, a
+#: dead-letter queue is replayed within days, and month-end (even
+#: quarter-end) reconciliation reruns within weeks; a repeat past this is
+#: no retry but a new mistake, which a gateway that refuses duplicates, or
+#: a status query first, still catches.
+DEFAULT_SETTLED_TTL = dt.timedelta(days=90)
+
 _NOW = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 """
 
-#: KEYS[1] the entry; ARGV fingerprint, lease (s), new token.
+#: KEYS[1] the entry; ARGV fingerprint, lease (s), the caller's new token.
 #: Returns {granted (0/1), the prior entry as HGETALL pairs}.
 CLAIM_SCRIPT = (
     _NOW
@@ -60,6 +70,7 @@ if #prior > 0 then
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 's', 'in_flight', 'f', ARGV[1], 't', now, 'o', ARGV[3])
+if #prior > 0 then redis.call('HSET', KEYS[1], 'p', '1') end
 return {1, prior}
 """
 )
@@ -81,12 +92,20 @@ return 1
 )
 
 #: KEYS[1] the entry; ARGV token. Returns 1 when released, 0 when fenced off.
-RELEASE_SCRIPT = """
-local cur = redis.call('HMGET', KEYS[1], 's', 'o')
+#: A claim that took an entry over leaves it unknown (no TTL), not gone.
+RELEASE_SCRIPT = (
+    """
+local cur = redis.call('HMGET', KEYS[1], 's', 'o', 'p', 'f')
 if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+if not cur[3] then return 1 end
+"""
+    + _NOW
+    + """
+redis.call('HSET', KEYS[1], 's', 'unknown', 'f', cur[4], 't', now)
 return 1
 """
+)
 
 
 def _text(value: bytes | str) -> str:
@@ -119,11 +138,12 @@ class RedisLedger:
     own and close; :meth:`from_url` makes one this ledger owns and closes
     in :meth:`aclose`. Keys are *prefix* + the SDK's key (merchant,
     operation, tradeNo). Accepted and rejected entries expire after
-    *settled_ttl* (default 30 days; ``None`` keeps them): a forgotten
-    tradeNo sent again is refused by the gateway as a duplicate and found
-    by a status query, never paid twice. Unknown and in-flight entries
-    never expire. Run Redis with ``maxmemory-policy noeviction`` (see
-    "Running many workers").
+    *settled_ttl* (default 90 days, longer than any realistic retry
+    window; ``None`` keeps them): a tradeNo repeated after that is sent
+    again, and a gateway that refuses duplicates refuses it and a status
+    query finds the original. Unknown and in-flight entries never expire:
+    they still need reconciling. Run Redis with ``maxmemory-policy
+    noeviction`` (see "Running many workers").
     """
 
     def __init__(
@@ -131,7 +151,7 @@ class RedisLedger:
         redis_client: redis.asyncio.Redis,
         *,
         prefix: str = "vexora:ledger:",
-        settled_ttl: dt.timedelta | None = dt.timedelta(days=30),
+        settled_ttl: dt.timedelta | None = DEFAULT_SETTLED_TTL,
     ) -> None:
         if settled_ttl is not None and settled_ttl.total_seconds() < 1:
             msg = "settled_ttl must be at least one second, or None"
@@ -150,7 +170,7 @@ class RedisLedger:
         url: str,
         *,
         prefix: str = "vexora:ledger:",
-        settled_ttl: dt.timedelta | None = dt.timedelta(days=30),
+        settled_ttl: dt.timedelta | None = DEFAULT_SETTLED_TTL,
         **options: Any,
     ) -> RedisLedger:
         """Connect to *url* (``redis://...``); :meth:`aclose` closes it.
@@ -180,10 +200,12 @@ class RedisLedger:
         if self._owned:
             await self.redis.aclose()
 
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Claim:
         """See :meth:`~vexora_async.Ledger.claim`; one script, server time."""
         check_lease(lease)
-        token = new_token()
+        check_token(token)
         granted, prior = await self._claim(
             keys=[self.prefix + key], args=[fingerprint, repr(float(lease)), token]
         )

@@ -29,8 +29,8 @@ from ._protocol import (
     LedgerEntry,
     check_lease,
     check_settled,
+    check_token,
     may_take_over,
-    new_token,
 )
 
 
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS vexora_ledger (
     data TEXT,
     code TEXT,
     msg TEXT,
-    token TEXT
+    token TEXT,
+    took_over INTEGER
 )
 """
 
@@ -73,8 +74,11 @@ class SQLiteLedger:
     """A :class:`~vexora_async.Ledger` kept in an SQLite file.
 
     *path* is the database file (created if missing). Close it with
-    :meth:`aclose` (or ``async with``). Entries are kept until
-    :meth:`prune` removes settled ones older than a cut-off.
+    :meth:`aclose` (or ``async with``). Entries are kept for good, across
+    restarts, until :meth:`prune` removes accepted and rejected ones older
+    than a cut-off you choose (keep them longer than any retry of yours
+    may come: 90 days, say); ``UNKNOWN`` and ``IN_FLIGHT`` ones are never
+    pruned.
     """
 
     def __init__(
@@ -107,6 +111,10 @@ class SQLiteLedger:
             }
             if "token" not in columns:  # a file from before fencing tokens
                 self._db.execute("ALTER TABLE vexora_ledger ADD COLUMN token TEXT")
+            if "took_over" not in columns:  # before release could restore
+                self._db.execute(
+                    "ALTER TABLE vexora_ledger ADD COLUMN took_over INTEGER"
+                )
 
     async def __aenter__(self) -> SQLiteLedger:
         return self
@@ -122,13 +130,15 @@ class SQLiteLedger:
         with self._lock:
             self._db.close()
 
-    async def claim(self, key: str, fingerprint: str, *, lease: float) -> Claim:
+    async def claim(
+        self, key: str, fingerprint: str, *, lease: float, token: str
+    ) -> Claim:
         """See :meth:`vexora_async.Ledger.claim`; atomic across processes."""
         check_lease(lease)
-        return await asyncio.to_thread(self._claim, key, fingerprint, lease)
+        check_token(token)
+        return await asyncio.to_thread(self._claim, key, fingerprint, lease, token)
 
-    def _claim(self, key: str, fingerprint: str, lease: float) -> Claim:
-        token = new_token()
+    def _claim(self, key: str, fingerprint: str, lease: float, token: str) -> Claim:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -148,9 +158,16 @@ class SQLiteLedger:
                     return Claim(granted=False, prior=prior)
                 self._db.execute(
                     "INSERT OR REPLACE INTO vexora_ledger "
-                    "(key, state, fingerprint, updated_at, token) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (key, EntryState.IN_FLIGHT.value, fingerprint, now, token),
+                    "(key, state, fingerprint, updated_at, token, took_over) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        EntryState.IN_FLIGHT.value,
+                        fingerprint,
+                        now,
+                        token,
+                        int(prior is not None),
+                    ),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -189,7 +206,23 @@ class SQLiteLedger:
         return await asyncio.to_thread(self._release, key, token)
 
     def _release(self, key: str, token: str) -> bool:
+        # Each statement is fenced by the token: only this claim's owner
+        # matches either, so no other process can slip in between them.
         with self._lock:
+            cursor = self._db.execute(
+                "UPDATE vexora_ledger SET state = ?, token = NULL, "
+                "took_over = NULL, updated_at = ? "
+                "WHERE key = ? AND state = ? AND token = ? AND took_over = 1",
+                (
+                    EntryState.UNKNOWN.value,
+                    self._clock(),
+                    key,
+                    EntryState.IN_FLIGHT.value,
+                    token,
+                ),
+            )
+            if cursor.rowcount == 1:  # an earlier attempt may have been sent
+                return True
             cursor = self._db.execute(
                 "DELETE FROM vexora_ledger WHERE key = ? AND state = ? AND token = ?",
                 (key, EntryState.IN_FLIGHT.value, token),
