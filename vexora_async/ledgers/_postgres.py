@@ -112,16 +112,22 @@ class PostgresLedger:
     """A :class:`~vexora_async.Ledger` in PostgreSQL (the ``postgres`` extra).
 
     *pool* is a ``psycopg_pool.AsyncConnectionPool`` you own (open it
-    before use, close it after). Give it
-    ``check=AsyncConnectionPool.check_connection``: a connection that
-    died while idle (a failover, a restart, ``pg_terminate_backend``) is
-    then replaced before it is handed out. A claim, settle or release
-    whose connection breaks under it is sent again on another connection,
-    as often as the pool has connections (all may have died at once): a
-    write that committed before its connection died is recognised by its
-    token, so a retried claim is not refused as "in flight" by itself.
-    The caller's deadline bounds the retries; a cancelled operation's
-    query is cancelled on the server.
+    before use, close it after). Connections die under it (a failover, a
+    restart, ``pg_terminate_backend``): a claim, settle or release whose
+    connection turns out broken is sent again at once on another, up to
+    the pool's ``max_size`` plus two times (a failover breaks every idle
+    connection at once). A write that committed before its connection
+    died is recognised by its token: a retried claim is granted, not
+    refused as "in flight" by itself, and a retried settle or release
+    reports done. The caller's deadline bounds it all; a cancelled
+    operation's query is cancelled on the server.
+
+    So the ledger needs no ``check=AsyncConnectionPool.check_connection``
+    to survive dead idle connections. Pass it for your own queries if you
+    like, knowing its cost: a round trip per checkout, and, after a
+    failover, psycopg_pool waits 1 s, 2 s, 4 s... between failed checks
+    (a pool of five dead connections: 15 s before the first checkout),
+    which a short deadline does not survive.
 
     *table* (optionally schema-qualified) is created by
     :meth:`create_table`; :meth:`prune` removes old settled entries. Each
@@ -414,9 +420,9 @@ class PostgresLedger:
         must allow that an earlier one committed before its connection
         died.
         """
-        # A failover breaks every idle connection at once, and a pool
-        # without check= hands each out once more before making new ones.
-        retries = self.pool.max_size
+        # A failover breaks every idle connection at once: the pool hands
+        # each out once more before making new ones.
+        retries = self.pool.max_size + 2
         attempt = 0
         while True:
             conn: psycopg.AsyncConnection[Any] | None = None
