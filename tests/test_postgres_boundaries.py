@@ -29,7 +29,7 @@ from tests.servers import postgres_dsn, unique
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 LEASE = 60.0
 
@@ -77,7 +77,7 @@ async def admin() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
 async def ledger(
     admin: psycopg.AsyncConnection[Any],
 ) -> AsyncIterator[PostgresLedger]:
-    """A ledger on a table of its own, over a pool whose backends are named."""
+    """A ledger on a table of its own; its pool's backends carry the name."""
     name = unique("vexora_pg_")
     pool = await open_pool(name)
     made = PostgresLedger(pool, table=name)
@@ -88,8 +88,8 @@ async def ledger(
 
 
 def application(ledger: PostgresLedger) -> str:
-    """Return the application name of *ledger*'s pool backends."""
-    return str(ledger.pool.kwargs["application_name"])
+    """Return the application name of *ledger*'s pool backends: its table's."""
+    return ledger.table
 
 
 async def terminate(admin: psycopg.AsyncConnection[Any], name: str) -> int:
@@ -265,14 +265,14 @@ async def test_backends_terminated_between_calls_cost_nothing(
     """
     name = application(ledger)
     token, other = new_token(), new_token()
-    operations = [
+    operations: list[Callable[[], Awaitable[Any]]] = [
         lambda: ledger.claim("paid", "f", lease=LEASE, token=token),
         lambda: ledger.settle("paid", accepted(), token=token),
         lambda: ledger.claim("unsent", "f", lease=LEASE, token=other),
         lambda: ledger.release("unsent", token=other),
         lambda: ledger.get("paid"),
     ]
-    answers = []
+    answers: list[Any] = []
     for operation in operations:
         assert await terminate(admin, name) >= 1
         async with asyncio.timeout(1):
@@ -409,9 +409,11 @@ async def lossy(
 ) -> AsyncIterator[tuple[PostgresLedger, Proxy]]:
     """A ledger reached through a :class:`Proxy`."""
     info = psycopg.conninfo.conninfo_to_dict(postgres_dsn())
-    proxy = Proxy(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
-    port = await proxy.start()
-    dsn = psycopg.conninfo.make_conninfo(postgres_dsn(), host="127.0.0.1", port=port)
+    port = int(str(info.get("port") or 5432))
+    proxy = Proxy(str(info.get("host") or "127.0.0.1"), port)
+    dsn = psycopg.conninfo.make_conninfo(
+        postgres_dsn(), host="127.0.0.1", port=await proxy.start()
+    )
     name = unique("vexora_pg_")
     pool = await open_pool(name, dsn=dsn)
     made = PostgresLedger(pool, table=name)
@@ -512,7 +514,7 @@ async def test_a_deadline_cancels_an_operation_on_a_locked_table(
     name = application(ledger)
     token = new_token()
     assert (await ledger.claim("held", "f", lease=LEASE, token=token)).granted
-    operations = {
+    operations: dict[str, Callable[[], Awaitable[Any]]] = {
         "claim": lambda: ledger.claim("k", "f", lease=LEASE, token=new_token()),
         "settle": lambda: ledger.settle("held", accepted(), token=token),
         "release": lambda: ledger.release("held", token=token),
