@@ -13,6 +13,7 @@ import httpx
 import pytest
 from psycopg import sql
 from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
+from vexora_async.ledgers._protocol import new_token
 
 from tests.helpers import (
     BASE_URL,
@@ -188,10 +189,11 @@ async def test_the_table_is_the_shipped_sql_and_creating_it_twice_is_fine(
 async def test_prune_drops_old_settled_entries_only(ledger: PostgresLedger) -> None:
     """Pruning keeps unknown and in-flight entries, whatever their age."""
     for key, state in (("a", EntryState.ACCEPTED), ("u", EntryState.UNKNOWN)):
-        claim = await ledger.claim(key, "f", lease=60)
+        token = new_token()
+        await ledger.claim(key, "f", lease=60, token=token)
         entry = LedgerEntry(state=state, fingerprint="f", updated_at=0)
-        await ledger.settle(key, entry, token=claim.token or "")
-    await ledger.claim("i", "f", lease=60)
+        await ledger.settle(key, entry, token=token)
+    await ledger.claim("i", "f", lease=60, token=new_token())
 
     assert await ledger.prune(dt.timedelta(days=1)) == 0
     assert await ledger.prune(dt.timedelta(0)) == 1
@@ -204,7 +206,7 @@ async def test_the_server_judges_leases_by_its_own_clock(
     pool: psycopg_pool.AsyncConnectionPool[Any], ledger: PostgresLedger
 ) -> None:
     """An entry's time is the server's now()."""
-    await ledger.claim("k", "f", lease=60)
+    await ledger.claim("k", "f", lease=60, token=new_token())
     async with pool.connection() as conn:
         cursor = await conn.execute("SELECT extract(epoch FROM now())")
         row = await cursor.fetchone()
@@ -213,3 +215,61 @@ async def test_the_server_judges_leases_by_its_own_clock(
     assert row is not None
     assert stored is not None
     assert 0 <= float(row[0]) - stored.updated_at < 1
+
+
+async def test_a_claim_sent_again_under_its_token_is_granted_again(
+    ledger: PostgresLedger,
+) -> None:
+    """The same token finds its own claim: granted, with the same prior.
+
+    What a claim sent again finds when its first commit landed but the
+    answer was lost; another token is refused (the claim is in flight).
+    """
+    first = new_token()
+    await ledger.claim("k", "f", lease=60, token=first)
+    unknown = LedgerEntry(state=EntryState.UNKNOWN, fingerprint="f", updated_at=0)
+    assert await ledger.settle("k", unknown, token=first)
+    token = new_token()
+
+    taken = await ledger.claim("k", "f", lease=60, token=token)
+    again = await ledger.claim("k", "f", lease=60, token=token)
+    other = await ledger.claim("k", "f", lease=60, token=new_token())
+    fresh = await ledger.claim("new", "f", lease=60, token=first)
+    fresh_again = await ledger.claim("new", "f", lease=60, token=first)
+
+    assert (taken.granted, again.granted, other.granted) == (True, True, False)
+    assert again.token == token
+    assert again.prior is not None
+    assert again.prior.state is EntryState.UNKNOWN
+    assert taken.prior == again.prior
+    assert (fresh.granted, fresh.prior, fresh_again.granted) == (True, None, True)
+    assert fresh_again.prior is None
+
+
+async def test_release_forgets_a_new_claim_and_keeps_a_takeover_unknown(
+    ledger: PostgresLedger,
+) -> None:
+    """Released, a claim on no entry is gone; a takeover is unknown again."""
+    first, second, third = new_token(), new_token(), new_token()
+    await ledger.claim("k", "f", lease=60, token=first)
+    unknown = LedgerEntry(state=EntryState.UNKNOWN, fingerprint="f", updated_at=0)
+    await ledger.settle("k", unknown, token=first)
+    await ledger.claim("k", "f", lease=60, token=second)
+    await ledger.claim("new", "f", lease=60, token=third)
+
+    assert not await ledger.release("k", token=first)  # fenced: not its claim
+    assert await ledger.release("k", token=second)
+    assert not await ledger.release("k", token=second)  # once
+    assert await ledger.release("new", token=third)
+    entry = await ledger.get("k")
+    assert entry is not None
+    assert (entry.state, entry.fingerprint) == (EntryState.UNKNOWN, "f")
+    assert await ledger.get("new") is None
+
+
+async def test_tokens_are_checked(ledger: PostgresLedger) -> None:
+    """A claim needs a token: a non-empty string the caller chose."""
+    for token in ("", None, 7):
+        with pytest.raises(ValueError, match="token"):
+            await ledger.claim("k", "f", lease=60, token=token)  # type: ignore[arg-type]
+    assert await ledger.get("k") is None

@@ -7,7 +7,8 @@ CREATE TABLE IF NOT EXISTS "vexora_ledger" (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     data        text,
     code        text,
-    msg         text
+    msg         text,
+    prior       text
 );
 CREATE INDEX IF NOT EXISTS "vexora_ledger_settled_idx" ON "vexora_ledger" (updated_at)
     WHERE state IN ('accepted', 'rejected');
