@@ -34,11 +34,13 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import random
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +88,10 @@ WORKER_CONCURRENCY = 64
 #: TradeNos asked again after each event that makes a ledger forget.
 RE_ASKS = 12
 SEED = 18
+#: Seconds after which calls still running are cut off and judged late:
+#: a hung call must not hang the suite (a normal run takes ~15 s).
+WORKLOAD_CAP = 60.0
+CHECK_CAP = 20.0
 #: Where the figures go as JSON, if set (one key per configuration).
 REPORT_ENV = "VEXORA_CAMPAIGN_REPORT"
 ANOTHER_WORKER = "another worker is sending"
@@ -153,6 +159,9 @@ class Record:
     worker: int
     started: float
     ended: float = 0.0
+    #: The same moments on the wall clock (epoch ms), which signs requests.
+    started_ms: int = attrs.field(factory=lambda: time.time_ns() // 1_000_000)
+    ended_ms: int = 0
     result: PayoutResult | None = None
     error: BaseException | None = None
 
@@ -175,7 +184,9 @@ class Record:
     @property
     def outcome(self) -> str:
         """How the call ended, for the figures."""
-        return "result" if self.error is None else type(self.error).__name__
+        if self.error is not None:
+            return type(self.error).__name__
+        return "result" if self.result is not None else "unfinished (cut off)"
 
 
 def make_client(url: str, ledger: Ledger, policy: RetryPolicy) -> VexoraClient:
@@ -304,6 +315,7 @@ class Run:
                 record.error = exc
             finally:
                 record.ended = _now()
+                record.ended_ms = time.time_ns() // 1_000_000
             return record
 
     async def lifecycle(self, index: int, start: float, pause: float) -> None:
@@ -389,6 +401,8 @@ class Figures:
     #: The campaign's own check: every execution the gateway counted was
     #: seen by the proxy (else "executed by that call" cannot be judged).
     proxy_log_mismatch: dict[str, str]
+    #: Connections the SDK left open (ResourceWarning: sockname -> peer).
+    unclosed: list[str] = attrs.Factory(list)
 
     def violations(self) -> list[str]:
         """Return one line per broken rule, naming the tradeNos."""
@@ -404,7 +418,8 @@ class Figures:
             "blocked by a claim nobody holds": self.blocked,
             "raised an error not of the SDK": self.foreign_errors,
         }
-        return [
+        unclosed = [f"{len(self.unclosed)} connection(s) left open: {self.unclosed}"]
+        return (unclosed if self.unclosed else []) + [
             f"{len(bad)} tradeNo(s) {rule}: "
             + "; ".join(f"{tn} ({why})" for tn, why in sorted(bad.items())[:20])
             + (" ..." if len(bad) > 20 else "")  # a screenful
@@ -440,6 +455,7 @@ class Figures:
             f"  blocked by a claim nobody holds: {len(self.blocked)}",
             f"  after the run, asking again: {again}",
             f"  errors not of the SDK: {len(self.foreign_errors)}",
+            f"  connections left open: {len(self.unclosed)}",
         ]
         return "\n".join(lines)
 
@@ -450,11 +466,29 @@ async def run_campaign(setup: Setup, stage: Stage, seed: int = SEED) -> Figures:
     gateway = FakeGateway(setup.gateway_config)
     proxy = FaultyProxy(seed, [r.trade_no for r in requests])
     backstage = Backstage(gateway, proxy)
-    backstage.start()
-    try:
-        return await _campaign(setup, stage, seed, requests, backstage)
-    finally:
-        backstage.stop()
+    # A connection the SDK leaves open shows as a ResourceWarning when it
+    # is collected: a figure here, not an error in some later test.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        backstage.start()
+        try:
+            figures = await _campaign(setup, stage, seed, requests, backstage)
+        finally:
+            backstage.stop()
+        gc.collect()
+    figures.unclosed = [
+        _unclosed(w.message, w.source) for w in caught if w.category is ResourceWarning
+    ]
+    return figures
+
+
+def _unclosed(message: Warning | str, source: Any) -> str:
+    extra = getattr(source, "get_extra_info", None)
+    if extra is None:
+        return str(message)[:120]
+    protocol = getattr(source, "get_protocol", lambda: None)()
+    owner = f"{type(protocol).__module__}.{type(protocol).__qualname__}"
+    return f"{extra('sockname')} -> {extra('peername')} ({owner})"
 
 
 async def _campaign(
@@ -475,8 +509,7 @@ async def _campaign(
         run.spawn(run.lifecycle(index, start, rng.uniform(0.1, 0.5)))
     for event in stage.events:
         run.spawn(run.unleash(event))
-    while not all(task.done() for task in run.tasks):  # re-asks join late
-        await asyncio.gather(*run.tasks)
+    await _finish(run.tasks, run.t0 + WORKLOAD_CAP)
     for worker in run.workers:
         await worker.client.aclose()
     await backstage.quiesce()
@@ -490,22 +523,39 @@ async def _campaign(
     return _judge(run, backstage.proxy.forwarded(), executions, checks)
 
 
+async def _finish(tasks: list[asyncio.Task[Any]], cap: float) -> None:
+    """Wait for *tasks* (and those they add) until *cap*; cancel the rest."""
+    while pending := [t for t in tasks if not t.done()]:
+        if _now() >= cap:
+            for task in pending:
+                task.cancel()  # its record stays unfinished: judged late
+            await asyncio.gather(*pending, return_exceptions=True)
+            return
+        await asyncio.wait(pending, timeout=cap - _now())
+    await asyncio.gather(*tasks)  # re-raise what the campaign itself broke
+
+
 async def _ask_again(run: Run) -> list[Record]:
+    """Ask every tradeNo again with resolve_payout, as a redelivered job would.
+
+    Nothing is in flight: whatever the ledger holds, no answer may be
+    "another worker is sending".
+    """
     last: dict[str, Record] = {}
     for record in run.records:
         last[record.trade_no] = record
-    index = {r.trade_no: i for i, r in enumerate(run.requests)}
-    failed = [r for r in last.values() if r.error is not None]
     # Fresh clients, as a worker started after the run has: same ledgers.
     run.workers = [
         Worker(w.ledger, make_client(run.url, w.ledger, run.setup.policy))
         for w in run.workers
     ]
     first = len(run.records)
+    tasks = [
+        asyncio.ensure_future(run.ask(i, "check", last[r.trade_no].worker))
+        for i, r in enumerate(run.requests)
+    ]
     try:
-        await asyncio.gather(
-            *(run.ask(index[r.trade_no], "check", r.worker) for r in failed)
-        )
+        await _finish(tasks, _now() + CHECK_CAP)
     finally:
         for worker in run.workers:
             await worker.client.aclose()
@@ -521,10 +571,10 @@ def _judge(
     checks: list[Record],
 ) -> Figures:
     amounts = {r.trade_no: r.amount for r in run.requests}
-    executed_at: dict[str, list[float]] = collections.defaultdict(list)
+    executed_at: dict[str, list[int]] = collections.defaultdict(list)
     for f in forwarded:
         if f.executed:
-            executed_at[f.trade_no].append(f.arrived)
+            executed_at[f.trade_no].append(f.signed_at)
     false_not_executed = {}
     wrong_results = {}
     late = {}
@@ -537,7 +587,11 @@ def _judge(
         if error is not None and not isinstance(error, VexoraError):
             foreign[tn] = repr(error)[:120]
         if record.says_not_executed:
-            during = [t for t in executed_at[tn] if record.started <= t <= record.ended]
+            # Calls of one tradeNo never overlap: an attempt signed during
+            # this call is this call's.
+            during = [
+                t for t in executed_at[tn] if record.started_ms <= t <= record.ended_ms
+            ]
             if during:
                 false_not_executed[tn] = (
                     f"{record.kind} call raised {type(error).__name__}: "

@@ -19,7 +19,6 @@ import contextlib
 import json
 import random
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,7 +71,9 @@ class Forwarded:
     """One create the proxy forwarded, and what the gateway really did."""
 
     trade_no: str
-    arrived: float  # time.monotonic() when the proxy had the whole request
+    #: The request's signed ``timestamp`` (epoch ms): when the SDK made
+    #: this attempt, which names the call it belongs to.
+    signed_at: int
     fault: str
     executed: bool
 
@@ -183,8 +184,9 @@ class FaultyProxy:
         body: bytes,
     ) -> bool:
         """Forward one request and answer it; False: the connection is cut."""
-        arrived = time.monotonic()
-        trade_no = _trade_no(body) if target.endswith(CREATE_PATH) else None
+        trade_no, signed_at = (
+            _identity(body) if target.endswith(CREATE_PATH) else (None, 0)
+        )
         fault = self._pick(trade_no) if trade_no is not None else FORWARD
         assert self._http is not None
         try:
@@ -203,7 +205,7 @@ class FaultyProxy:
             fault = self._play_or_forward(fault, answer)
             with self._lock:
                 self.faults[fault] += 1
-                self._forwarded.append(Forwarded(trade_no, arrived, fault, executed))
+                self._forwarded.append(Forwarded(trade_no, signed_at, fault, executed))
         if fault == DROP:
             writer.transport.abort()
             return False
@@ -265,13 +267,16 @@ class FaultyProxy:
         return self.trade_nos[(index + 1) % len(self.trade_nos)]
 
 
-def _trade_no(body: bytes) -> str | None:
+def _identity(body: bytes) -> tuple[str | None, int]:
+    """Return a create's tradeNo and signed timestamp (0 if unreadable)."""
     try:
         fields = json.loads(body)
     except ValueError:
-        return None
-    value = fields.get("tradeNo") if isinstance(fields, dict) else None
-    return value if isinstance(value, str) else None
+        return None, 0
+    if not isinstance(fields, dict) or not isinstance(fields.get("tradeNo"), str):
+        return None, 0
+    stamp = str(fields.get("timestamp"))
+    return fields["tradeNo"], int(stamp) if stamp.isdigit() else 0
 
 
 def _data(answer: httpx.Response) -> dict[str, Any] | None:

@@ -92,7 +92,7 @@ class RedisProcess:
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError, asyncio.TimeoutError):
-                if await self.command("PING") == b"+PONG":
+                if await self.command("PING", timeout=1) == b"+PONG":
                     return
             if self._proc.returncode is not None or time.monotonic() > deadline:
                 msg = f"redis-server on port {self.port} did not start"
@@ -103,9 +103,18 @@ class RedisProcess:
         """Send one command on a connection of its own; return the reply line.
 
         Not through redis-py: the campaign's own commands must not share
-        (or be retried by) the clients it attacks.
+        (or be retried by) the clients it attacks. A server still starting
+        (after a restart) is waited for.
         """
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         try:
             writer.write(" ".join(words).encode() + b"\r\n")
             await writer.drain()
