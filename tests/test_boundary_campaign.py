@@ -18,6 +18,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
+from vexora_async import MemoryLedger
 
 from tests.boundary import campaign, stores
 
@@ -61,3 +62,19 @@ async def test_money_holds_at_the_boundaries(setup: campaign.Setup) -> None:
     assert not figures.chaos_errors, figures.chaos_errors
     violations = figures.violations()
     assert not violations, "\n".join([str(setup), *violations])
+
+
+async def test_the_control_breaks_no_rule() -> None:
+    """No fault, no chaos: every rule holds, so a broken one is the SDK's."""
+    setup = campaign.Setup(campaign.ACCEPTS, "memory")
+    stage = campaign.Stage(ledgers=[MemoryLedger(), MemoryLedger()], events=[])
+
+    figures = await campaign.run_campaign(
+        setup, stage, faults=False, payouts=100, spread=1.0
+    )
+
+    print(figures.summary())  # noqa: T201 - the control's figures
+    assert figures.proxy_faults == {"forward": figures.calls["first"]}
+    assert figures.executed == figures.payouts
+    assert figures.outcomes == {"result": figures.payouts}
+    assert figures.violations() == []

@@ -460,11 +460,24 @@ class Figures:
         return "\n".join(lines)
 
 
-async def run_campaign(setup: Setup, stage: Stage, seed: int = SEED) -> Figures:
-    """Run *setup*'s campaign on *stage*; return its figures."""
-    requests = [payout(i) for i in range(PAYOUTS)]
+async def run_campaign(
+    setup: Setup,
+    stage: Stage,
+    seed: int = SEED,
+    *,
+    faults: bool = True,
+    payouts: int = PAYOUTS,
+    spread: float = SPREAD,
+) -> Figures:
+    """Run *setup*'s campaign on *stage*; return its figures.
+
+    ``faults=False`` is the control: the proxy forwards everything. The
+    first calls start over *spread* seconds.
+    """
+    requests = [payout(i) for i in range(payouts)]
     gateway = FakeGateway(setup.gateway_config)
     proxy = FaultyProxy(seed, [r.trade_no for r in requests])
+    proxy.faulty = faults
     backstage = Backstage(gateway, proxy)
     # A connection the SDK leaves open shows as a ResourceWarning when it
     # is collected: a figure here, not an error in some later test.
@@ -472,7 +485,9 @@ async def run_campaign(setup: Setup, stage: Stage, seed: int = SEED) -> Figures:
         warnings.simplefilter("always", ResourceWarning)
         backstage.start()
         try:
-            figures = await _campaign(setup, stage, seed, requests, backstage)
+            figures = await _campaign(
+                setup, stage, requests, backstage, random.Random(seed), spread
+            )
         finally:
             backstage.stop()
         gc.collect()
@@ -491,21 +506,21 @@ def _unclosed(message: Warning | str, source: Any) -> str:
     return f"{extra('sockname')} -> {extra('peername')} ({owner})"
 
 
-async def _campaign(
+async def _campaign(  # noqa: PLR0917 - private, one caller
     setup: Setup,
     stage: Stage,
-    seed: int,
     requests: list[PayoutRequest],
     backstage: Backstage,
+    rng: random.Random,
+    spread: float,
 ) -> Figures:
-    rng = random.Random(seed)
     workers = [
         Worker(ledger, make_client(backstage.url, ledger, setup.policy))
         for ledger in stage.ledgers
     ]
     run = Run(setup, backstage.url, workers, requests, _now() + 0.2, rng)
     for index in range(len(requests)):
-        start = rng.uniform(0, SPREAD)
+        start = rng.uniform(0, spread)
         run.spawn(run.lifecycle(index, start, rng.uniform(0.1, 0.5)))
     for event in stage.events:
         run.spawn(run.unleash(event))
