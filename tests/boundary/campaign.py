@@ -82,11 +82,13 @@ DEADLINE = 2.0
 DEADLINE_MARGIN = 1.0
 PAYOUTS = 300
 #: First calls start spread over this many seconds, while the stores fail.
-SPREAD = 6.0
+SPREAD = 5.0
 #: Calls a worker makes at once (docs/workers.md: at most max_connections).
 WORKER_CONCURRENCY = 64
 #: TradeNos asked again after each event that makes a ledger forget.
 RE_ASKS = 12
+#: TradeNos whose first call starts just after each event.
+BURST = 16
 SEED = 18
 #: Seconds after which calls still running are cut off and judged late:
 #: a hung call must not hang the suite (a normal run takes ~15 s).
@@ -519,8 +521,15 @@ async def _campaign(  # noqa: PLR0917 - private, one caller
         for ledger in stage.ledgers
     ]
     run = Run(setup, backstage.url, workers, requests, _now() + 0.2, rng)
-    for index in range(len(requests)):
-        start = rng.uniform(0, spread)
+    starts = [rng.uniform(0, spread) for _ in requests]
+    # A burst of first calls just after each event, so that each one lands
+    # on calls in flight whatever the timing of the machine.
+    unburst = list(range(len(requests)))
+    rng.shuffle(unburst)
+    for event in stage.events:
+        for _ in range(min(BURST, len(unburst))):
+            starts[unburst.pop()] = event.at + rng.uniform(0.05, 0.3)
+    for index, start in enumerate(starts):
         run.spawn(run.lifecycle(index, start, rng.uniform(0.1, 0.5)))
     for event in stage.events:
         run.spawn(run.unleash(event))

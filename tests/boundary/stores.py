@@ -174,8 +174,8 @@ async def memory_stage() -> AsyncIterator[Stage]:
     yield Stage(
         ledgers=[MemoryLedger(), MemoryLedger()],
         events=[
-            Chaos(2.5, "worker 0 restarted, fresh memory ledger", restart(0), True),
-            Chaos(4.5, "worker 1 restarted, fresh memory ledger", restart(1), True),
+            Chaos(2.0, "worker 0 restarted, fresh memory ledger", restart(0), True),
+            Chaos(3.8, "worker 1 restarted, fresh memory ledger", restart(1), True),
         ],
     )
 
@@ -220,13 +220,13 @@ async def redis_stage() -> AsyncIterator[Stage]:
         yield Stage(
             ledgers=[RedisLedger(c, prefix="boundary:") for c in clients],
             events=[
-                Chaos(0.8, f"CLIENT PAUSE {PAUSE_MS} ALL", pause),
-                Chaos(3.2, "FLUSHALL", flush, forgets=True),
+                Chaos(0.5, f"CLIENT PAUSE {PAUSE_MS} ALL", pause),
+                Chaos(3.6, "FLUSHALL", flush, forgets=True),
                 Chaos(4.2, "kill + restart, no persistence", restart, forgets=True),
                 # Last: a claim whose reply was lost stays behind for the
                 # check after the run (a later wipe would hide it).
                 Chaos(
-                    5.2,
+                    4.8,
                     f"DEBUG SLEEP {BUSY_SECONDS} (socket_timeout {SOCKET_TIMEOUT} s)",
                     busy,
                 ),
@@ -289,10 +289,10 @@ async def postgres_stage() -> AsyncIterator[Stage]:
         yield Stage(
             ledgers=[ledger, ledger],
             events=[
-                Chaos(0.8, f"LOCK TABLE ... ACCESS EXCLUSIVE {LOCK_SECONDS:g} s", lock),
-                Chaos(4.0, "pg_terminate_backend (ledger's pool)", terminate),
-                Chaos(4.8, "settled entries deleted", forget, forgets=True),
-                Chaos(5.6, "pg_terminate_backend (ledger's pool)", terminate),
+                Chaos(0.5, f"LOCK TABLE ... ACCESS EXCLUSIVE {LOCK_SECONDS:g} s", lock),
+                Chaos(3.6, "pg_terminate_backend (ledger's pool)", terminate),
+                Chaos(4.2, "settled entries deleted", forget, forgets=True),
+                Chaos(4.8, "pg_terminate_backend (ledger's pool)", terminate),
             ],
         )
     finally:
