@@ -220,13 +220,14 @@ async def redis_stage() -> AsyncIterator[Stage]:
         yield Stage(
             ledgers=[RedisLedger(c, prefix="boundary:") for c in clients],
             events=[
-                Chaos(0.5, f"CLIENT PAUSE {PAUSE_MS} ALL", pause),
-                Chaos(3.6, "FLUSHALL", flush, forgets=True),
-                Chaos(4.2, "kill + restart, no persistence", restart, forgets=True),
-                # Last: a claim whose reply was lost stays behind for the
-                # check after the run (a later wipe would hide it).
+                # The forgetting first; then the stalls, whose lost replies
+                # may leave claims nobody holds: no later wipe hides them
+                # from the check after the run.
+                Chaos(1.0, "FLUSHALL", flush, forgets=True),
+                Chaos(1.8, "kill + restart, no persistence", restart, forgets=True),
+                Chaos(2.2, f"CLIENT PAUSE {PAUSE_MS} ALL", pause),
                 Chaos(
-                    4.8,
+                    5.3,
                     f"DEBUG SLEEP {BUSY_SECONDS} (socket_timeout {SOCKET_TIMEOUT} s)",
                     busy,
                 ),
