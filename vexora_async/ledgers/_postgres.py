@@ -35,6 +35,7 @@ from ._protocol import (
     LedgerEntry,
     check_lease,
     check_settled,
+    check_token,
     may_take_over,
     new_token,
 )
@@ -100,12 +101,6 @@ def _lock_id(table: str) -> int:
     """Return the advisory lock key that serialises creating *table*."""
     digest = hashlib.sha256(f"vexora-async ledger {table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _check_token(token: object) -> None:
-    if type(token) is not str or not token:
-        msg = "token must be a non-empty string (see new_token())"
-        raise ValueError(msg)
 
 
 class PostgresLedger:
@@ -238,7 +233,7 @@ class PostgresLedger:
         taken over (same fingerprint), whatever its age.
         """
         check_lease(lease)
-        _check_token(token)
+        check_token(token)
 
         async def claim(conn: psycopg.AsyncConnection[Any], _: int) -> Claim:
             return await self._claim(
@@ -263,7 +258,7 @@ class PostgresLedger:
         :meth:`claim_payout`, which works out the key and fingerprint.
         """
         check_lease(lease)
-        _check_token(token)
+        check_token(token)
         return await self._claim(
             connection, key, fingerprint, lease=lease, token=token, handed=False
         )
