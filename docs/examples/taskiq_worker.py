@@ -35,8 +35,8 @@ from taskiq import (
 )
 from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 from vexora_async import (
+    ClientClosedError,
     ConnectError,
-    HTTPStatusError,
     LedgerError,
     PayoutOutcomeUnknown,
     PayoutRequest,
@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 
     from taskiq import AsyncBroker, ScheduleSource, TaskiqState
 
-#: Errors after which the gateway provably did nothing: safe to run again.
-NOTHING_SENT = (ConnectError, HTTPStatusError, LedgerError)
+#: Errors after which nothing was sent: safe to run the job again. (Their
+#: may_have_executed is False; so is a bad request's, which a rerun won't fix.)
+NOTHING_SENT = (ConnectError, LedgerError, ClientClosedError)
 #: How long after an unknown outcome to ask the gateway again.
 RESOLVE_AFTER = dt.timedelta(minutes=5)
 #: Jobs at once per worker process: at most the client's max_connections.

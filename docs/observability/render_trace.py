@@ -4,8 +4,8 @@ Run ``python docs/observability/render_trace.py`` (needs the ``tests`` extra
 and matplotlib). The spans are real: one ``create_payout`` through the SDK,
 instrumented by :mod:`vexora_async.otel` and opentelemetry-instrumentation-
 httpx, captured by the OpenTelemetry SDK's in-memory exporter. The gateway
-is a mock that answers the first attempt ``503``, loses the second answer
-(a read timeout) and finds the payout on the status query; its delays are
+is a mock that refuses the first attempt's connection (nothing was sent),
+loses the second answer (a read timeout) and finds the payout on the status query; its delays are
 made up, the order of things is not.
 """
 
@@ -60,7 +60,7 @@ async def capture() -> Sequence[ReadableSpan]:
             creates += 1
             if creates == 1:
                 await asyncio.sleep(0.040)
-                return httpx.Response(503)
+                raise httpx.ConnectError("connection refused", request=request)
             await asyncio.sleep(0.150)
             raise httpx.ReadTimeout("no answer", request=request)
         await asyncio.sleep(0.030)
@@ -175,7 +175,8 @@ def render(spans: Sequence[ReadableSpan]) -> None:
     ax.set_ylim(len(rows) - 0.5, -1.0)
     ax.set_xlabel("milliseconds since the call started")
     ax.set_title(
-        f"One payout's trace ({TRADE_NO}): a 503, a retry, a lost answer, "
+        f"One payout's trace ({TRADE_NO}): a refused connection, a retry, a lost "
+        "answer, "
         "a reconciliation query",
         fontsize=10,
     )
