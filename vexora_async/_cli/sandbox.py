@@ -66,6 +66,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="fraction of requests that get a random fault (default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    parser.add_argument(
+        "--accept-duplicates",
+        action="store_true",
+        help="execute a repeated tradeNo again instead of refusing it (code 8000), "
+        "as a gateway without duplicate refusal would: try RetryPolicy("
+        "resubmit=False) against it",
+    )
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -131,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
                 app_secret=args.app_secret,
                 settle_delay=args.settle_delay,
                 time_scale=args.time_scale,
+                reject_duplicates=not args.accept_duplicates,
             )
         )
         if args.fault_rate:
