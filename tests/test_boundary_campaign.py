@@ -58,7 +58,10 @@ async def test_money_holds_at_the_boundaries(setup: campaign.Setup) -> None:
     # The campaign's own soundness first: every execution was seen.
     assert not figures.proxy_log_mismatch, figures.proxy_log_mismatch
     assert figures.executed >= figures.payouts // 5, figures.summary()
-    assert sum(figures.proxy_faults.values()) > figures.payouts
+    # Faults met the creates (a gateway that takes duplicates is asked
+    # first, so fewer creates go out there).
+    faults = sum(n for kind, n in figures.proxy_faults.items() if kind != "forward")
+    assert faults >= figures.payouts // 10, figures.summary()
     assert not figures.chaos_errors, figures.chaos_errors
     violations = figures.violations()
     assert not violations, "\n".join([str(setup), *violations])

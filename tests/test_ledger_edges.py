@@ -233,6 +233,39 @@ async def test_giving_back_retries_while_the_store_fails() -> None:
     assert failures == []
 
 
+async def test_a_settle_that_failed_is_tried_again_until_it_lands() -> None:
+    """A paid payout's record is not left in flight by a store that failed once.
+
+    Left in flight, the tradeNo would answer "another worker is sending" to
+    every call for the whole lease (a Redis asleep past the socket timeout,
+    a PostgreSQL connection killed as the settle went out).
+    """
+    failures = [ConnectionError("Timeout reading from socket")]
+
+    class FlakySettle(MemoryLedger):
+        async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+            if failures:
+                raise failures.pop(0)
+            return await super().settle(key, entry, token=token)
+
+    ledger = FlakySettle()
+    gateway = Gateway()
+    client = client_over(gateway, ledger=ledger)
+    async with client.http_client, client:
+        result = await client.create_payout(make_payout())
+
+        async def accepted() -> bool:
+            entry = await ledger.get(KEY)
+            return entry is not None and entry.state is EntryState.ACCEPTED
+
+        assert await eventually(accepted)
+        again = await client.create_payout(make_payout())  # from the ledger
+
+    assert failures == []
+    assert result.trade_no == again.trade_no == "VX20260331004567"
+    assert gateway.posts == 1
+
+
 async def test_closing_the_client_stops_giving_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

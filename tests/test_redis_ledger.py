@@ -103,6 +103,93 @@ async def test_a_released_takeover_is_unknown_and_never_expires(
     assert not await client.hexists(prefix + "k", "o")  # no owner left
 
 
+async def test_a_claim_that_arrives_after_its_release_is_refused(
+    client: redis.asyncio.Redis,
+) -> None:
+    """A claim run after its own release (its answer was lost) blocks nothing.
+
+    After a ``DEBUG SLEEP`` Redis may run the release, sent on a fresh
+    connection, before the claim still waiting on the old one.
+    """
+    prefix = unique("late:")
+    ledger = RedisLedger(client, prefix=prefix)
+    lost = new_token()
+
+    assert not await ledger.release("k", token=lost)  # nothing to release yet
+    assert await ledger.get("k") is None
+    assert 0 < await client.ttl(prefix + "k") <= 7 * 24 * 3600
+    late = await ledger.claim("k", "f", lease=60, token=lost)
+
+    assert not late.granted
+    assert late.prior is None
+    assert await ledger.get("k") is None
+    fresh = await ledger.claim("k", "f", lease=60, token=new_token())
+    assert fresh.granted
+    assert fresh.prior is None
+    assert await client.ttl(prefix + "k") == -1  # an open claim never expires
+
+
+async def test_a_late_claim_on_an_unknown_entry_leaves_it_unknown(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Released first, a claim over an unknown entry no longer takes it over."""
+    prefix = unique("late:")
+    ledger = RedisLedger(client, prefix=prefix)
+    claim = await ledger.claim("k", "f", lease=60, token=new_token())
+    await ledger.settle("k", settled(EntryState.UNKNOWN), token=claim.token or "")
+    lost = new_token()
+
+    await ledger.release("k", token=lost)
+    late = await ledger.claim("k", "f", lease=60, token=lost)
+
+    assert not late.granted
+    entry = await ledger.get("k")
+    assert entry is not None
+    assert entry.state is EntryState.UNKNOWN
+    assert (await ledger.claim("k", "f", lease=60, token=new_token())).granted
+
+
+async def test_a_claim_run_twice_is_granted_twice_with_the_same_prior(
+    client: redis.asyncio.Redis,
+) -> None:
+    """redis-py sends a timed-out command again: the second run is no refusal."""
+    ledger = RedisLedger(client, prefix=unique("twice:"))
+    fresh = new_token()
+    assert (await ledger.claim("a", "f", lease=60, token=fresh)).granted
+    again = await ledger.claim("a", "f", lease=60, token=fresh)
+    assert again.granted
+    assert again.prior is None
+
+    first = await ledger.claim("b", "f", lease=60, token=new_token())
+    await ledger.settle("b", settled(EntryState.UNKNOWN), token=first.token or "")
+    takeover = new_token()
+    assert (await ledger.claim("b", "f", lease=60, token=takeover)).granted
+    again = await ledger.claim("b", "f", lease=60, token=takeover)
+    assert again.granted
+    assert again.prior is not None
+    assert again.prior.state is EntryState.UNKNOWN
+    assert await ledger.release("b", token=takeover)  # the takeover is undone
+    entry = await ledger.get("b")
+    assert entry is not None
+    assert entry.state is EntryState.UNKNOWN
+
+
+async def test_a_settled_token_never_claims_again(client: redis.asyncio.Redis) -> None:
+    """A claim's command run late, after its owner settled, takes nothing over."""
+    ledger = RedisLedger(client, prefix=unique("spent:"))
+    token = new_token()
+    await ledger.claim("k", "f", lease=60, token=token)
+    assert await ledger.settle("k", settled(EntryState.UNKNOWN), token=token)
+
+    late = await ledger.claim("k", "f", lease=60, token=token)
+
+    assert not late.granted
+    entry = await ledger.get("k")
+    assert entry is not None
+    assert entry.state is EntryState.UNKNOWN
+    assert (await ledger.claim("k", "f", lease=60, token=new_token())).granted
+
+
 def test_settled_entries_are_kept_longer_than_any_retry_window() -> None:
     """The default TTL: 90 days, past month- and quarter-end replays."""
     assert dt.timedelta(days=90) == _redis.DEFAULT_SETTLED_TTL

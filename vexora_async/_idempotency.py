@@ -318,33 +318,47 @@ class IdempotencyMiddleware:
         if claim.prior is not None:  # an earlier attempt is unknown: it stays so
             await self._settle(key, token, print_, EntryState.UNKNOWN)
         else:  # nothing was sent under this claim
-            await self._record(self.ledger.release(key, token=token), key)
+            await self._record(lambda: self.ledger.release(key, token=token), key)
 
     async def _give_back(self, key: str, token: str) -> None:
         """Release a claim whose answer was lost, retrying while the store fails.
 
         Release is fenced by *token*: it changes nothing if the claim never
         committed, and a claim that took an entry over reverts to unknown.
-        Retried until the lease would have freed the claim anyway, or the
-        client closes.
+        """
+        await self._write(
+            lambda: self.ledger.release(key, token=token),
+            key,
+            "give back a claim whose answer was lost",
+        )
+
+    async def _write(
+        self, write: Callable[[], Awaitable[bool]], key: str, what: str
+    ) -> bool | None:
+        """Run a ledger *write*, again while its store fails; None if it never did.
+
+        An entry left in flight blocks its tradeNo for the whole lease (every
+        call meanwhile gets "another worker is sending"), so a write that
+        failed, on a store that stalled or a connection that broke, is tried
+        again until the lease would have freed the claim anyway, or the
+        client closes. Each write is fenced by its token, and a write sent
+        again whose first try landed reports as the first would have.
         """
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self._lease
         delay, longest = _GIVE_BACK_DELAYS
         while True:
             try:
-                await self.ledger.release(key, token=token)
+                return await write()
             except Exception:
                 if self._closing or loop.time() + delay >= give_up_at:
                     logger.exception(
-                        "the ledger failed to give back a claim whose answer was "
-                        "lost on key=%s; if it was recorded, the tradeNo waits "
-                        "for the claim lease",
+                        "the ledger failed to %s on key=%s; the tradeNo waits for "
+                        "the claim lease, then the next call asks the gateway",
+                        what,
                         key,
                     )
-                    return
-            else:
-                return
+                    return None
             if self._closed is None:
                 self._closed = loop.create_future()
             # Woken early by drain(): a closing client stops retrying.
@@ -394,7 +408,9 @@ class IdempotencyMiddleware:
             # unknown and this one changed nothing: unknown it stays.
             await self._settle(key, token, print_, EntryState.UNKNOWN, trace=trace)
         else:
-            await self._record(self.ledger.release(key, token=token), key, trace)
+            await self._record(
+                lambda: self.ledger.release(key, token=token), key, trace
+            )
 
     async def _settle(
         self,
@@ -416,20 +432,22 @@ class IdempotencyMiddleware:
             code=code,
             msg=msg,
         )
-        await self._record(self.ledger.settle(key, entry, token=token), key, trace)
+        await self._record(
+            lambda: self.ledger.settle(key, entry, token=token), key, trace
+        )
 
     async def _record(
-        self, operation: Awaitable[bool], key: str, trace: Trace | None = None
+        self,
+        write: Callable[[], Awaitable[bool]],
+        key: str,
+        trace: Trace | None = None,
     ) -> None:
         # The outcome is already decided at the gateway: a ledger that fails
         # to record it must not turn a paid payout into an error for the
-        # caller. The next call with this tradeNo reconciles (the entry is
-        # in flight until its lease runs out, then taken over).
-        try:
-            applied: bool | None = await operation
-        except Exception:
-            logger.exception("the ledger failed to record key=%s", key)
-            applied = None
+        # caller. It is tried again in the background (see _write); if it
+        # never lands, the next call with this tradeNo reconciles once the
+        # lease runs out.
+        applied = await self._write(write, key, "record an outcome")
         self._recorded(key, applied=applied, trace=trace)
 
     def _recorded(self, key: str, *, applied: bool | None, trace: Trace | None) -> None:

@@ -5,8 +5,8 @@ and matplotlib). The spans are real: one ``create_payout`` through the SDK,
 instrumented by :mod:`vexora_async.otel` and opentelemetry-instrumentation-
 httpx, captured by the OpenTelemetry SDK's in-memory exporter. The gateway
 is a mock that refuses the first attempt's connection (nothing was sent),
-loses the second answer (a read timeout) and finds the payout on the status query; its delays are
-made up, the order of things is not.
+loses the second answer (a read timeout) and finds the payout on the
+status query; its delays are made up, the order of things is not.
 """
 
 from __future__ import annotations

@@ -124,7 +124,10 @@ class Ledger(Protocol):
         again, with its fingerprint: the earlier attempt may have been
         sent. So a caller that never read the claim's answer may release
         with the token it chose: whatever the claim did, or if it never
-        committed, nothing is forgotten and nothing stays blocked.
+        committed, nothing is forgotten and nothing stays blocked. A store
+        where that claim may still run *after* the release (a request queued
+        on a connection whose answer timed out) must remember the released
+        token and refuse its claim when it comes, as the Redis ledger does.
         """
 
     async def get(self, key: str) -> LedgerEntry | None:

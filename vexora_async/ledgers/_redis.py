@@ -10,7 +10,9 @@ still need reconciling.
 Each entry is a hash: ``s`` state, ``f`` fingerprint, ``t`` the server's
 time of the last change (epoch seconds), ``o`` the owner's fencing token
 while in flight, ``p`` set while in flight when the claim took an entry
-over, and ``d`` (JSON), ``c``, ``m`` for the outcome.
+over, and ``d`` (JSON), ``c``, ``m`` for the outcome. ``x:<token>`` marks
+a spent token, whose claim is refused if it runs again (see
+:data:`CLAIM_SCRIPT`).
 """
 
 from __future__ import annotations
@@ -43,20 +45,60 @@ if TYPE_CHECKING:
 #: a status query first, still catches.
 DEFAULT_SETTLED_TTL = dt.timedelta(days=90)
 
+#: How long a key holding only tokens released before their claims lives
+#: (seconds): longer than any lease, since a late claim comes within one.
+_RELEASED_TOKEN_TTL = 7 * 24 * 3600
+
 _NOW = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 """
 
+#: Lua: delete the entry's fields but the spent tokens (``x:<token>``).
+_CLEAR = """
+local function clear(key)
+  local fields = redis.call('HKEYS', key)
+  for i = 1, #fields do
+    if string.sub(fields[i], 1, 2) ~= 'x:' then redis.call('HDEL', key, fields[i]) end
+  end
+end
+"""
+
 #: KEYS[1] the entry; ARGV fingerprint, lease (s), the caller's new token.
 #: Returns {granted (0/1), the prior entry as HGETALL pairs}.
+#:
+#: One token serves one claim, and its owner's settle or release spends it
+#: (``x:<token>``). A claim's command can run twice, or late: redis-py sends
+#: a command again after a socket timeout, and a command queued while Redis
+#: slept (``DEBUG SLEEP``, a pause) runs when it wakes, perhaps after the
+#: release its caller sent on another connection. So a claim finding the
+#: entry in flight under its own token is granted again (with the same
+#: prior), and a claim with a spent token is refused: neither may leave a
+#: tradeNo blocked for a lease under a token nobody holds.
 CLAIM_SCRIPT = (
     _NOW
+    + _CLEAR
     + """
-local prior = redis.call('HGETALL', KEYS[1])
+if redis.call('HEXISTS', KEYS[1], 'x:' .. ARGV[3]) == 1 then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
+local prior = {}
+local e = {}
+if redis.call('HEXISTS', KEYS[1], 's') == 1 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) ~= 'x:' then
+      e[all[i]] = all[i + 1]
+      prior[#prior + 1] = all[i]
+      prior[#prior + 1] = all[i + 1]
+    end
+  end
+end
+if e['s'] == 'in_flight' and e['o'] == ARGV[3] then
+  if e['p'] then return {1, {'s', 'unknown', 'f', e['f'], 't', e['t']}} end
+  return {1, {}}
+end
 if #prior > 0 then
-  local e = {}
-  for i = 1, #prior, 2 do e[prior[i]] = prior[i + 1] end
   local free = false
   if e['f'] == ARGV[1] then
     if e['s'] == 'unknown' then
@@ -68,40 +110,63 @@ if #prior > 0 then
   end
   if not free then return {0, prior} end
 end
-redis.call('DEL', KEYS[1])
+clear(KEYS[1])
+redis.call('PERSIST', KEYS[1])
 redis.call('HSET', KEYS[1], 's', 'in_flight', 'f', ARGV[1], 't', now, 'o', ARGV[3])
 if #prior > 0 then redis.call('HSET', KEYS[1], 'p', '1') end
 return {1, prior}
 """
 )
 
-#: KEYS[1] the entry; ARGV token, TTL (s, 0: none), then field/value pairs.
-#: Returns 1 when recorded, 0 when fenced off.
+#: KEYS[1] the entry; ARGV token, TTL (s, 0: none), then field/value pairs,
+#: the state first.
+#: Returns 1 when recorded (now, or by an earlier run of the same settle), 0
+#: when fenced off. Spends the token.
 SETTLE_SCRIPT = (
     """
 local cur = redis.call('HMGET', KEYS[1], 's', 'o')
-if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then return 0 end
+if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then
+  -- This settle ran already (sent again after its answer was lost)?
+  local done = redis.call('HGET', KEYS[1], 'x:' .. ARGV[1])
+  if done == 'settled:' .. ARGV[4] then return 1 end
+  return 0
+end
 """
     + _NOW
+    + _CLEAR
     + """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 't', now, unpack(ARGV, 3))
+clear(KEYS[1])
+redis.call('HSET', KEYS[1], 't', now, 'x:' .. ARGV[1], 'settled:' .. ARGV[4],
+  unpack(ARGV, 3))
 if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
 )
 
-#: KEYS[1] the entry; ARGV token. Returns 1 when released, 0 when fenced off.
-#: A claim that took an entry over leaves it unknown (no TTL), not gone.
+#: KEYS[1] the entry; ARGV token, how long (s) a key holding nothing but
+#: spent tokens is kept. Returns 1 when released, 0 when fenced off (the
+#: token is spent all the same: its claim, still to run, is refused). A
+#: claim that took an entry over leaves it unknown (no TTL), not gone.
 RELEASE_SCRIPT = (
     """
 local cur = redis.call('HMGET', KEYS[1], 's', 'o', 'p', 'f')
-if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-if not cur[3] then return 1 end
+if cur[1] ~= 'in_flight' or cur[2] ~= ARGV[1] then
+  -- This release ran already (sent again after its answer was lost)?
+  if redis.call('HGET', KEYS[1], 'x:' .. ARGV[1]) == 'released' then return 1 end
+  redis.call('HSET', KEYS[1], 'x:' .. ARGV[1], 'fenced')
+  if not cur[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'x:' .. ARGV[1], 'released')
 """
     + _NOW
+    + _CLEAR
     + """
+clear(KEYS[1])
+if not cur[3] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
 redis.call('HSET', KEYS[1], 's', 'unknown', 'f', cur[4], 't', now)
 return 1
 """
@@ -118,7 +183,7 @@ def _entry(pairs: Sequence[bytes | str] | dict[Any, Any]) -> LedgerEntry | None:
     else:
         texts = [_text(p) for p in pairs]
         fields = dict(zip(texts[::2], texts[1::2], strict=True))
-    if not fields:
+    if "s" not in fields:  # nothing, or only spent tokens
         return None
     data = fields.get("d")
     return LedgerEntry(
@@ -233,7 +298,9 @@ class RedisLedger:
 
     async def release(self, key: str, *, token: str) -> bool:
         """See :meth:`~vexora_async.Ledger.release`; one script."""
-        released = await self._release(keys=[self.prefix + key], args=[token])
+        released = await self._release(
+            keys=[self.prefix + key], args=[token, _RELEASED_TOKEN_TTL]
+        )
         return bool(int(released))
 
     async def get(self, key: str) -> LedgerEntry | None:
