@@ -46,8 +46,14 @@ def tests(session: nox.Session) -> None:
     env = {"COVERAGE_FILE": f".coverage.py{session.python}"}
     # coverage starts before pytest: the package's own pytest plugin (an
     # entry point) imports vexora_async before pytest-cov could start, which
-    # would count every module's top level as never run.
-    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    # would count every module's top level as never run. Its `patch =
+    # ["subprocess"]` (pyproject) measures the xdist workers from their first
+    # line as well; each writes a parallel data file, combined below.
+    workers = ["-n", "auto"] if not session.posargs else []
+    session.run(
+        "coverage", "run", "-m", "pytest", *workers, *session.posargs, env=env
+    )
+    session.run("coverage", "combine", "--quiet", env=env)
     session.run("coverage", "report", "--skip-covered", env=env)
 
 
