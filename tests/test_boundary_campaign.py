@@ -26,6 +26,10 @@ from tests.boundary import campaign, stores
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+# Judged by the clock (every call by its deadline + a margin): run alone,
+# not beside other tests on the same cores (see noxfile's tests session).
+pytestmark = pytest.mark.campaign
+
 STAGES = {
     "memory": stores.memory_stage,
     "redis": stores.redis_stage,
@@ -68,12 +72,17 @@ async def test_money_holds_at_the_boundaries(setup: campaign.Setup) -> None:
 
 
 async def test_the_control_breaks_no_rule() -> None:
-    """No fault, no chaos: every rule holds, so a broken one is the SDK's."""
+    """No fault, no chaos: every rule holds, so a broken one is the SDK's.
+
+    Its calls start over 5 s, not in one burst: the gateway, the proxy and
+    the clients share one process (and, under coverage, a slow CPU), and a
+    call starved of CPU past its 2 s deadline would be a fair "unknown".
+    """
     setup = campaign.Setup(campaign.ACCEPTS, "memory")
     stage = campaign.Stage(ledgers=[MemoryLedger(), MemoryLedger()], events=[])
 
     figures = await campaign.run_campaign(
-        setup, stage, faults=False, payouts=100, spread=1.0
+        setup, stage, faults=False, payouts=100, spread=5.0
     )
 
     print(figures.summary())  # noqa: T201 - the control's figures
