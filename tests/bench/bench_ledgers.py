@@ -92,8 +92,9 @@ async def open_ledger(kind: str, tmp: Path) -> AsyncIterator[Any]:
 async def claim_settle(ledger: Any, key: str) -> None:
     """One new payout's ledger work: claim, then settle accepted."""
     from vexora_async import EntryState, LedgerEntry
+    from vexora_async.ledgers import new_token
 
-    claim = await ledger.claim(key, "f" * 64, lease=180.0)
+    claim = await ledger.claim(key, "f" * 64, lease=180.0, token=new_token())
     entry = LedgerEntry(
         state=EntryState.ACCEPTED,
         fingerprint="f" * 64,
@@ -106,6 +107,7 @@ async def claim_settle(ledger: Any, key: str) -> None:
 async def measure(kind: str, n: int, tmp: Path) -> dict[str, float]:
     """Return *kind*'s per-payout costs (microseconds) and throughput."""
     from vexora_async import VexoraClient
+    from vexora_async.ledgers import new_token
 
     from tests.helpers import make_payout, payout_data
 
@@ -118,7 +120,7 @@ async def measure(kind: str, n: int, tmp: Path) -> dict[str, float]:
 
         started = time.perf_counter()
         for key in keys:
-            await ledger.claim(key, "f" * 64, lease=180.0)  # refused: accepted
+            await ledger.claim(key, "f" * 64, lease=180.0, token=new_token())  # refused
         repeat = (time.perf_counter() - started) / n * 1e6
 
         wide = [f"{MERCHANT}:create_payout:W{i:015d}" for i in range(n)]

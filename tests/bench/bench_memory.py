@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from bench_throughput import MERCHANT_NO, SECRET, TransportName, payout
 from vexora_async import EntryState, LedgerEntry, MemoryLedger, VexoraClient
+from vexora_async.ledgers import new_token
 
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ async def ledger(n: int) -> dict[str, Any]:
     for i in range(n):
         key = f"{MERCHANT_NO}:create_payout:VXBENCH{i:012d}"
         print_ = f"{i:064x}"
-        claim = await store.claim(key, print_, lease=180.0)
+        claim = await store.claim(key, print_, lease=180.0, token=new_token())
         entry = LedgerEntry(
             state=EntryState.ACCEPTED,
             fingerprint=print_,
