@@ -296,7 +296,7 @@ def _result(envelope: Envelope, who: CallIdentity, codec: WireCodec) -> object:
         if comparison.match is Match.DIFFERENT:
             # Accepting it would report a payout of another amount as this
             # one; the status query that follows says what the gateway holds.
-            msg = f"the answer is not this request's ({_what(comparison)})"
+            msg = f"the answer is not this request's ({describe(comparison)})"
             raise DecodingError(msg)
     return result
 
@@ -476,7 +476,8 @@ def result_from_data(
     return codec.decode_data(envelope, operation.result_type)
 
 
-def _what(comparison: Comparison) -> str:
+def describe(comparison: Comparison) -> str:
+    """Say how a found transaction differs from the request, for a message."""
     if comparison.field == "amount":
         return (
             f"amount {comparison.found_amount}, this request "
@@ -487,7 +488,7 @@ def _what(comparison: Comparison) -> str:
 
 def collision(who: CallIdentity, comparison: Comparison) -> TradeNoCollision:
     """Build the error for a tradeNo held by another transaction."""
-    what = _what(comparison)
+    what = describe(comparison)
     return TradeNoCollision(
         f"the gateway holds this tradeNo for another transaction ({what}); this "
         "request was not made under it and nothing more was sent. Do not pay it "

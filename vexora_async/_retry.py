@@ -53,8 +53,11 @@ from . import _validation as v
 from ._operations import outcome_unknown
 from ._outcomes import (
     CallIdentity,
+    Comparison,
+    Match,
     adopt_found,
     create_is_resendable,
+    describe,
     read_is_retryable,
 )
 from .events import QueryResult, ReconciliationQuery, Resubmitted, RetryScheduled
@@ -437,10 +440,10 @@ class RetryMiddleware:
                 # The gateway refuses duplicates: ours was refused.
                 raise
             # A gateway that takes duplicates may hold ours as well.
-            what = (
-                f"amount {exc.found_amount}, this request {exc.requested_amount}"
-                if exc.field == "amount"
-                else f"another {exc.field}"
+            what = describe(
+                Comparison(
+                    Match.DIFFERENT, exc.field, exc.requested_amount, exc.found_amount
+                )
             )
             raise self._unknown(
                 call,
