@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Callable
 
 
-Mode = Literal["ok", "hang", "close_before", "close_mid", "gzip"]
+Mode = Literal["ok", "hang", "close_before", "close_mid", "gzip", "once"]
 
 
 class LoopbackGateway:
@@ -28,8 +29,9 @@ class LoopbackGateway:
     ``ok``: a signed ``0000`` envelope echoing the tradeNo. ``hang``: reads
     the request, never answers. ``close_before``: reads the request, closes.
     ``close_mid``: sends the headers and half the body, closes. ``gzip``: as
-    ``ok``, gzip-encoded. Counts requests and the connections open now and
-    at most.
+    ``ok``, gzip-encoded. ``once``: as ``ok``, then closes the connection
+    (``Connection: close``), so every request needs a new one. Counts
+    requests and the connections open now and at most.
     """
 
     def __init__(self) -> None:
@@ -41,6 +43,7 @@ class LoopbackGateway:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.scheme = "http"
         self._changed = asyncio.Condition()
 
     async def until(self, predicate: Callable[[], bool]) -> None:
@@ -55,11 +58,14 @@ class LoopbackGateway:
     @property
     def base_url(self) -> str:
         """The base URL to give the client."""
-        return f"http://127.0.0.1:{self.port}/myanmar"
+        return f"{self.scheme}://127.0.0.1:{self.port}/myanmar"
 
-    async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on 127.0.0.1, on *port* (0: an ephemeral one); HTTPS with *tls*."""
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", port, ssl=tls
+        )
+        self.scheme = "http" if tls is None else "https"
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -118,6 +124,8 @@ class LoopbackGateway:
         if mode == "gzip":
             payload = gzip.compress(payload)
             extra = b"Content-Encoding: gzip\r\n"
+        elif mode == "once":
+            extra = b"Connection: close\r\n"
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             + extra
@@ -129,7 +137,7 @@ class LoopbackGateway:
             return False
         writer.write(payload)
         await writer.drain()
-        return True
+        return mode != "once"
 
 
 def _answer(fields: dict[str, Any]) -> dict[str, Any]:
@@ -153,10 +161,12 @@ def _answer(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def loopback_gateway() -> AsyncIterator[LoopbackGateway]:
+async def loopback_gateway(
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[LoopbackGateway]:
     """Run a :class:`LoopbackGateway` for the duration of the block."""
     gateway = LoopbackGateway()
-    await gateway.start()
+    await gateway.start(tls=tls)
     try:
         yield gateway
     finally:

@@ -9,6 +9,7 @@ and a plain sequential call goes through at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import TYPE_CHECKING
@@ -23,15 +24,14 @@ from vexora_async import (
     VexoraClient,
     VexoraError,
 )
-from vexora_async._transports._aiohttp import AiohttpPort
-from vexora_async._transports._pool import ShardedTransport
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
     FakeGateway,
     Fault,
+    SandboxApp,
     SandboxConfig,
-    serve_sandbox,
+    serve_app,
 )
 
 from tests.helpers import make_payout
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from vexora_async import Ledger
+    from vexora_async.testing._app import ASGIApp, Receive, Scope, Send
 
 CALLS = 1200
 MAX_CONNECTIONS = 20
@@ -54,6 +55,32 @@ def entries(ledger: Ledger) -> list[EntryState]:
     assert isinstance(ledger, SQLiteLedger)
     rows = ledger._db.execute("SELECT state FROM vexora_ledger").fetchall()
     return [EntryState(state) for (state,) in rows]
+
+
+class Gathering:
+    """ASGI middleware: once armed, hold each request until *parties* are in.
+
+    Every connection the client has is then in use at once: were one
+    leaked (held by a cancelled call, or counted as busy by the pool), the
+    last request could never arrive and the gathering would not happen.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.parties = 0
+        self.arrived = 0
+        self.met = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve *scope*, after the gathering once armed."""
+        if self.parties and scope["type"] == "http":
+            self.arrived += 1
+            if self.arrived >= self.parties:
+                self.met.set()
+            # Never forever: the test fails on the flag, not on a hang.
+            with contextlib.suppress(asyncio.TimeoutError):  # 3.10: not TimeoutError
+                await asyncio.wait_for(self.met.wait(), 10)
+        await self.app(scope, receive, send)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -73,8 +100,9 @@ async def test_cancelled_calls_leave_nothing_behind(
     # Spread the answers out so that cancellations land in every phase.
     gateway.faults.at_rate(0.3, [Fault.delay(0.002), Fault.delay(0.02)], seed=7)
     rng = random.Random(11)
+    gathering = Gathering(SandboxApp(gateway))
     async with (
-        serve_sandbox(gateway) as url,
+        serve_app(gathering) as url,
         VexoraClient(
             SANDBOX_MERCHANT_NO,
             SANDBOX_APP_SECRET,
@@ -101,16 +129,16 @@ async def test_cancelled_calls_leave_nothing_behind(
         ]
         assert cancelled > CALLS // 10  # the campaign really cancelled calls
         assert foreign == []
-        # Nothing left behind.
+        # Nothing left behind: every permit back, and every connection
+        # usable at once (the gateway holds each request until all are in).
         assert client._limiter._value == MAX_CONNECTIONS
-        if transport == "httpx":
-            mounted = client.http_client._transport
-            assert isinstance(mounted, ShardedTransport)
-            assert mounted.free_connections == MAX_CONNECTIONS
-        else:
-            sender = client._port
-            assert isinstance(sender, AiohttpPort)
-            assert sender.connections_in_use == 0
+        gathering.parties = MAX_CONNECTIONS
+        balances = await asyncio.gather(
+            *(client.get_balance(deadline=20) for _ in range(MAX_CONNECTIONS))
+        )
+        assert gathering.met.is_set()
+        assert len(balances) == MAX_CONNECTIONS
+        gathering.parties = 0
         # Ledger writes of cancelled calls finish on their own, at once.
         for _ in range(100):
             if EntryState.IN_FLIGHT not in entries(ledger):

@@ -213,11 +213,27 @@ async def test_refused_port_was_not_sent(transport: TransportName) -> None:
 async def test_silence_may_have_been_sent(
     gateway: LoopbackGateway, transport: TransportName
 ) -> None:
-    """A server that never answers: a read timeout, maybe sent."""
+    """A server that never answers: the port's own read timeout, maybe sent.
+
+    The timeout is the one the port was made with (``make_port(timeout=)``),
+    read when a request gives none: ending near 0.3 s, not the SDK's 30 s
+    default (the aiohttp port once waited 35 s here).
+    """
     gateway.mode = "hang"
-    failed = await failure(transport, gateway.base_url, timeout=SHORT)
+    sender = port(transport, timeout=SHORT)
+    assert sender.default_timeout == httpx.Timeout(SHORT)
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(SendFailed) as info:
+            await post(sender, gateway.base_url)
+    finally:
+        await sender.aclose()
+    elapsed = asyncio.get_running_loop().time() - started
+    failed = info.value
     assert failed.failure.phase is Phase.MAYBE_SENT
     assert failed.failure.timed_out
+    # Connect and read are SHORT each; far below the 30 s default either way.
+    assert SHORT <= elapsed < 2 * SHORT + 3.0
 
 
 @pytest.mark.parametrize("mode", ["close_before", "close_mid"])

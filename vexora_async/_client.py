@@ -35,12 +35,12 @@ from ._secret import Secret, as_secret, check_credential, credential_problem
 from ._transports import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_ANSWER_BYTES,
-    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     USER_AGENT,
     HttpxPort,
     TransportName,
     check_transport,
+    default_max_connections,
     make_port,
 )
 from ._validation import (
@@ -306,7 +306,8 @@ class VexoraClient:
     not create. *timeout* applies to each HTTP attempt; *max_connections*
     caps both the SDK's concurrency and the pool it creates, so that
     thousands of concurrent calls queue inside the SDK instead of failing
-    with a pool timeout. *amount_format* picks ``"100"`` (default) or
+    with a pool timeout (default: 20 on the default transport, 100 with
+    ``transport="aiohttp"``). *amount_format* picks ``"100"`` (default) or
     ``"100.00"`` on the wire. *clock* returns epoch milliseconds for the
     ``timestamp`` field.
 
@@ -365,7 +366,7 @@ class VexoraClient:
         retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
         claim_lease: float | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int | None = None,
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
         middleware: Sequence[Middleware] = (),
@@ -402,7 +403,8 @@ class VexoraClient:
             self._hooks_wanted = providers_configured
         self._base_url = _check_base_url(base_url)
         check_retries("max_retries", max_retries)
-        check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
+        if max_connections is not None:
+            check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
         check_count("max_answer_bytes", max_answer_bytes, 256, 2**30)
         if amount_format not in ("integer", "decimal2"):
             raise InvalidRequestError(
@@ -430,6 +432,8 @@ class VexoraClient:
         else:
             self._timeout = _as_timeout(timeout)
         self._transport = check_transport(transport, injected=http_client is not None)
+        if max_connections is None:
+            max_connections = default_max_connections(self._transport)
         self._port = make_port(
             transport=self._transport,
             http_client=http_client,

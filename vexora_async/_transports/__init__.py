@@ -28,7 +28,6 @@ from ._httpx import (
     default_limits,
     make_http_client,
 )
-from ._pool import ShardedTransport
 from ._port import Port, Reply, SendFailed
 
 
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "AIOHTTP_MAX_CONNECTIONS",
     "DEFAULT_MAX_ANSWER_BYTES",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
@@ -48,15 +48,26 @@ __all__ = [
     "Port",
     "Reply",
     "SendFailed",
-    "ShardedTransport",
     "TransportName",
     "check_transport",
     "default_limits",
+    "default_max_connections",
     "make_http_client",
     "make_port",
 ]
 
 TransportName = Literal["httpx", "aiohttp"]
+
+#: ``transport="aiohttp"``'s connections: its pool finds a free one
+#: without a walk, so more connections cost nothing per request.
+AIOHTTP_MAX_CONNECTIONS = 100
+
+
+def default_max_connections(transport: TransportName) -> int:
+    """Return the connections (and concurrency) a client gets by default."""
+    return (
+        AIOHTTP_MAX_CONNECTIONS if transport == "aiohttp" else DEFAULT_MAX_CONNECTIONS
+    )
 
 
 def check_transport(transport: object, *, injected: bool) -> TransportName:
@@ -98,6 +109,7 @@ def make_port(
         return AiohttpPort(
             headers=headers,
             max_answer_bytes=max_answer_bytes,
+            timeout=timeout,
             max_connections=max_connections,
             keepalive_expiry=default_limits(max_connections).keepalive_expiry or 30.0,
         )

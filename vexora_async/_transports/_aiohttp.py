@@ -13,16 +13,16 @@ a payout becomes an unknown outcome and is reconciled, never blindly
 re-sent. aiohttp itself re-sends only idempotent methods on a stale
 keep-alive connection, never a POST.
 
-aiohttp internals used, checked against aiohttp 3.9-3.14:
-``aiohttp.helpers.get_env_proxy_for_url`` (the proxy lookup aiohttp's own
-``trust_env`` does) and the connector's ``_acquired`` set (only to count
-connections in use, for inspection). The rest is public API.
+Everything here is aiohttp's public API. One thing the port does that
+plain aiohttp does not: before each request it lets the event loop run
+once (:func:`_io_turn`), so a keep-alive connection the server closed
+while the loop was busy is seen closed and not picked for the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from vexora_async._deadline import run_until
@@ -100,6 +100,7 @@ class AiohttpPort:
         *,
         headers: Mapping[str, str],
         max_answer_bytes: int,
+        timeout: httpx.Timeout,
         max_connections: int = 100,
         keepalive_expiry: float = 30.0,
         trust_env: bool = True,
@@ -110,13 +111,14 @@ class AiohttpPort:
         self._yarl = yarl
         self._headers = dict(headers)
         self._cap = max_answer_bytes
+        self._default_timeout = timeout
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._trust_env = trust_env
         self._ssl = shared_ssl_context(trust_env=trust_env)
         self._classes = _classes(self._aiohttp)
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, tuple[Any, Any, Any]] = {}
+        self._urls: dict[str, tuple[Any, str | None]] = {}
         self._timeouts: dict[float | None, Any] = {}
         self._closed = False
 
@@ -127,24 +129,13 @@ class AiohttpPort:
 
     @property
     def default_timeout(self) -> httpx.Timeout:
-        """The SDK's defaults; the client always passes its own."""
-        from ._httpx import DEFAULT_TIMEOUT
-
-        return DEFAULT_TIMEOUT
+        """The timeouts the port was made with (the client passes its own)."""
+        return self._default_timeout
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
         """The session, once the first request made it."""
         return self._session
-
-    @property
-    def connections_in_use(self) -> int:
-        """Connections taken by a request in flight (for inspection and tests)."""
-        if self._session is None:
-            return 0
-        # aiohttp exposes no count; _acquired is the connector's set of
-        # connections handed out (aiohttp 3.9-3.14).
-        return len(self._session.connector._acquired)  # type: ignore[union-attr]  # noqa: SLF001
 
     def _open(self) -> aiohttp.ClientSession:
         aiohttp = self._aiohttp
@@ -160,7 +151,7 @@ class AiohttpPort:
             auto_decompress=False,
             # aiohttp's trust_env re-reads the proxy variables and ~/.netrc
             # (in a thread) on every request; we look proxies up once per
-            # origin instead (see _target).
+            # URL instead (see _target).
             trust_env=False,
             # The gateway sets no cookies; none are sent back.
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -197,7 +188,9 @@ class AiohttpPort:
 
     async def _exchange(self, url: str, body: bytes, timeout: httpx.Timeout) -> Reply:
         session = self._session or self._open()
-        target, proxy, proxy_auth = self._urls.get(url) or self._target(url)
+        target, proxy = self._urls.get(url) or self._target(url)
+        asked = _cancel_requests()
+        await _io_turn()
         try:
             response = await session.post(
                 target,
@@ -205,11 +198,19 @@ class AiohttpPort:
                 allow_redirects=False,
                 timeout=self._timeout(timeout.connect),
                 proxy=proxy,
-                proxy_auth=proxy_auth,
             )
         # The edge of aiohttp: each failure becomes facts, classified.
         except (self._aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise SendFailed(self._failure(exc)) from exc
+        if _cancel_requests() > asked:
+            # A cancellation (the caller's, or the deadline's) that arrived
+            # while aiohttp raced a name's addresses can be swallowed there
+            # (aiohappyeyeballs awaits the losing attempts under a
+            # suppress(CancelledError)); the request then went on. Honour it
+            # now: without this, a deadline lost that way would never end
+            # the call.
+            response.close()
+            raise asyncio.CancelledError
         read: Body | None = None
         try:
             read = await self._read(response)
@@ -234,20 +235,14 @@ class AiohttpPort:
         # Chunked or until close: never more than the cap.
         return await read_capped(response.content.iter_any(), encoding, self._cap)
 
-    def _target(self, url: str) -> tuple[Any, Any, Any]:
+    def _target(self, url: str) -> tuple[Any, Any]:
         """Parse *url* and look up its proxy, once per URL."""
-        yarl = self._yarl
         # Our URLs are made of a base URL and a path; yarl quotes as httpx does.
-        target = yarl.URL(url)
-        proxy: Any = None
-        proxy_auth: Any = None
+        target = self._yarl.URL(url)
+        proxy: str | None = None
         if self._trust_env:
-            origin = yarl.URL.build(
-                scheme=target.scheme, host=target.host or "", port=target.port
-            )
-            with contextlib.suppress(LookupError):
-                proxy, proxy_auth = self._aiohttp.helpers.get_env_proxy_for_url(origin)
-        found = self._urls[url] = (target, proxy, proxy_auth)
+            proxy = _environment_proxy(target.scheme, target.host or "")
+        found = self._urls[url] = (target, proxy)
         return found
 
     def _timeout(self, connect: float | None) -> Any:
@@ -288,3 +283,50 @@ def _budget(timeout: httpx.Timeout) -> float | None:
     if timeout.read is None or timeout.connect is None:
         return None
     return timeout.connect + timeout.read
+
+
+def _environment_proxy(scheme: str, host: str) -> str | None:
+    """Return the proxy the environment names for *scheme* and *host*, if any.
+
+    The variables aiohttp's own ``trust_env`` reads, through the same
+    standard-library functions: ``HTTP_PROXY``/``HTTPS_PROXY`` (lower case
+    too) and ``NO_PROXY``. Credentials stay in the proxy's URL, where
+    aiohttp takes them from; like aiohttp, an ``https://`` proxy is not
+    used (it would need TLS inside TLS).
+    """
+    if host and urllib.request.proxy_bypass(host):
+        return None
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy is None or not proxy.lower().startswith("http://"):
+        return None
+    return proxy
+
+
+def _cancel_requests() -> int:
+    """Return how many cancellations of the current task are pending (3.11+)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Task.cancelling: 3.11+
+    return cancelling() if cancelling is not None else 0
+
+
+async def _io_turn() -> None:
+    """Return once the event loop has polled its sockets and run their callbacks.
+
+    A server may close an idle keep-alive connection while the loop is busy
+    (a blocking call, a long computation). Until the loop reads that close,
+    aiohttp sees the connection open and would send a payout into it: an
+    answer lost after sending, so an unknown outcome for a payout the
+    gateway never saw. ``asyncio.sleep(0)`` is not enough: the task would
+    resume in the next pass ahead of that pass's I/O callbacks. A future
+    set from a callback queued now is set in the next pass, and the task it
+    wakes runs in the pass after, once the I/O callbacks have run.
+    """
+    loop = asyncio.get_running_loop()
+    turned = loop.create_future()
+    loop.call_soon(_wake, turned)
+    await turned
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None)
