@@ -407,7 +407,7 @@ async def test_own_client_over_real_sockets(telemetry: Telemetry) -> None:
 async def test_global_instrumentation_sees_the_default_transport(
     telemetry: Telemetry,
 ) -> None:
-    """HTTPXClientInstrumentor().instrument() reaches the SDK's pool shards."""
+    """HTTPXClientInstrumentor().instrument() reaches the client the SDK builds."""
     instrumentor = HTTPXClientInstrumentor()
     instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
     try:

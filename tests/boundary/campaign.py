@@ -420,16 +420,21 @@ class Figures:
             "blocked by a claim nobody holds": self.blocked,
             "raised an error not of the SDK": self.foreign_errors,
         }
-        # Connections left open are counted in the summary, not judged here:
-        # the default transport's own network backend leaks one now and then
-        # (issue 19 replaces it); it moves no money.
-        return [
+        broken = [
             f"{len(bad)} tradeNo(s) {rule}: "
             + "; ".join(f"{tn} ({why})" for tn, why in sorted(bad.items())[:20])
             + (" ..." if len(bad) > 20 else "")  # a screenful
             for rule, bad in rules.items()
             if bad
         ]
+        # A socket the SDK left for the garbage collector to close: none
+        # allowed (it moves no money, but a worker leaking them runs out).
+        if self.unclosed:
+            broken.append(
+                f"{len(self.unclosed)} connection(s) left open: "
+                + "; ".join(self.unclosed[:5])
+            )
+        return broken
 
     def summary(self) -> str:
         """Return the figures as one screen of text."""

@@ -4,13 +4,15 @@
 and a capped body out; failures classified as sent or not). Behind it:
 
 - :mod:`._httpx`: the default, the shared ``httpx.AsyncClient`` (yours when
-  you inject one), over :mod:`._pool` when the SDK builds it;
+  you inject one). The one the SDK builds is a stock client made with
+  public arguments: httpx's transport, httpcore's pool and network backend;
 - :mod:`._aiohttp`: ``transport="aiohttp"``, one ``aiohttp.ClientSession``
   and no httpx objects on the way.
 
 :mod:`._body` reads an answer within the size cap, :mod:`._ssl` holds the
-process's TLS context. Every use of httpx's or aiohttp's private parts is in
-this package, with its reason and the versions it was checked against.
+process's TLS context. Only the libraries' public API is used; the SDK's
+limiter (in :mod:`vexora_async._exchange`) admits at most
+``max_connections`` requests, so neither pool ever queues one.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ a payout becomes an unknown outcome and is reconciled, never blindly
 re-sent. aiohttp itself re-sends only idempotent methods on a stale
 keep-alive connection, never a POST.
 
-Everything here is aiohttp's public API. One thing the port does that
+Everything here is aiohttp's public API. Two things the port does that
 plain aiohttp does not: before each request it lets the event loop run
 once (:func:`_io_turn`), so a keep-alive connection the server closed
-while the loop was busy is seen closed and not picked for the request.
+while the loop was busy is seen closed and not picked for the request;
+and a cancellation aiohttp swallowed while racing a name's addresses is
+raised again once the request returns (see :meth:`AiohttpPort._exchange`).
 """
 
 from __future__ import annotations
@@ -80,10 +82,11 @@ def _classes(aiohttp: Any) -> tuple[tuple[type[BaseException], Phase, bool], ...
 class AiohttpPort:
     """POST through one ``aiohttp.ClientSession``, made on the first request.
 
-    *headers* go on every request. *max_connections* caps the connections
-    (aiohttp's ``limit``); idle ones are kept *keepalive_expiry* seconds.
-    *trust_env* honours the environment's proxies (``HTTPS_PROXY``,
-    ``NO_PROXY``...), looked up once per origin, and ``SSL_CERT_FILE``;
+    *headers* go on every request; *timeout* is used by a request that
+    gives none. *max_connections* caps the connections (aiohttp's
+    ``limit``); idle ones are kept *keepalive_expiry* seconds.
+    *trust_env* honours the environment's proxies (``HTTP_PROXY``,
+    ``NO_PROXY``...), looked up once per URL, and ``SSL_CERT_FILE``;
     TLS verifies against the trust store httpx uses, one context per
     process.
 
