@@ -9,9 +9,11 @@ no redirect followed, and at most ``max_connections`` sockets.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import ssl
 import subprocess
+import warnings
 from typing import TYPE_CHECKING
 
 import httpx
@@ -233,3 +235,34 @@ async def test_a_redirect_is_not_followed() -> None:
         with pytest.raises(PayoutOutcomeUnknown) as info:
             await client.create_payout(make_payout())
     assert "302" in str(info.value)
+
+
+async def test_closing_the_client_while_connections_open_leaves_none_open() -> None:
+    """aclose() as payouts are connecting: every socket closed, none to the GC.
+
+    httpcore's pool, closed while a connection is being opened, forgets it;
+    the payout goes on over it and nothing closes it afterwards.
+    """
+    policy = RetryPolicy(max_retries=0, reconcile=False, deadline=5)
+    async with loopback_gateway() as gateway:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for passes in range(12):
+                client = VexoraClient(
+                    MERCHANT_NO, SECRET, gateway.base_url, retry=policy
+                )
+                calls = [
+                    asyncio.create_task(
+                        client.create_payout(make_payout(trade_no=f"VXCL{passes}X{i}"))
+                    )
+                    for i in range(20)
+                ]
+                for _ in range(passes):
+                    await asyncio.sleep(0)
+                await client.aclose()
+                await asyncio.gather(*calls, return_exceptions=True)
+            await asyncio.wait_for(
+                gateway.until(lambda: gateway.open_connections == 0), 10
+            )
+            gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

@@ -122,6 +122,8 @@ class HttpxPort:
                 # Closing an unfinished answer closes its connection: the
                 # pool never reuses a connection with unread bytes on it.
                 await response.aclose()
+                if self.client.is_closed:
+                    await _close_orphan(response)
         # The edge of httpx (and of an injected client's hooks and auth):
         # every failure becomes facts, classified by whether it may have left.
         except Exception as exc:
@@ -132,6 +134,20 @@ class HttpxPort:
         """Close the client if the SDK made it."""
         if self._owned:
             await self.client.aclose()
+
+
+async def _close_orphan(response: httpx.Response) -> None:
+    """Close the connection of an answer that arrived after the client closed.
+
+    httpcore's pool, closed while one of its connections was still being
+    opened, forgets that connection: the request goes on over it, and
+    nothing closes it afterwards (a socket left to the garbage collector).
+    httpcore hands each answer's connection out as its documented
+    ``network_stream`` extension; on a closed client nothing will reuse it.
+    """
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        await stream.aclose()
 
 
 def _failure(exc: Exception) -> TransportFailure:
