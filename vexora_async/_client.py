@@ -366,7 +366,7 @@ class VexoraClient:
         retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
         claim_lease: float | None = None,
-        max_connections: int | None = None,
+        max_connections: int = _UNSET,
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
         middleware: Sequence[Middleware] = (),
@@ -403,7 +403,7 @@ class VexoraClient:
             self._hooks_wanted = providers_configured
         self._base_url = _check_base_url(base_url)
         check_retries("max_retries", max_retries)
-        if max_connections is not None:
+        if max_connections is not _UNSET:
             check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
         check_count("max_answer_bytes", max_answer_bytes, 256, 2**30)
         if amount_format not in ("integer", "decimal2"):
@@ -432,7 +432,7 @@ class VexoraClient:
         else:
             self._timeout = _as_timeout(timeout)
         self._transport = check_transport(transport, injected=http_client is not None)
-        if max_connections is None:
+        if max_connections is _UNSET:
             max_connections = default_max_connections(self._transport)
         self._port = make_port(
             transport=self._transport,
