@@ -34,9 +34,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, write=10.0, pool=30.0)
 #: The default transport's connections (and the SDK's concurrency on it).
 #: httpcore's pool walks its connections, and for each idle one all of
 #: them again, on every request and every answer: past a few dozen
-#: connections that walk costs more than the request. With the sandbox in
-#: another process and 20-200 ms answers, 20 moved the most payouts per
-#: second of 10, 20, 30, 50 and 100; 100 moved a fifth as many.
+#: connections that walk costs more than the request, and once CPU-bound
+#: the pool holds more idle connections, so it costs more still. Measured
+#: with the sandbox in another process and 50-200 ms answers: 100 moved
+#: 43-60 payouts a second, 20 moved 96-339 and 30 moved 140-385 on a quiet
+#: machine, but 30 fell behind 20 on a busy one and 50 collapsed at 50-100
+#: ms; 20 keeps clear of that cliff.
 DEFAULT_MAX_CONNECTIONS = 20
 USER_AGENT = (
     f"vexora-async/{__version__} httpx/{httpx.__version__} "
