@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from vexora_async import (
-    EntryState,
     MemoryLedger,
     PayoutOutcomeUnknown,
     RetryPolicy,
@@ -25,6 +24,7 @@ from vexora_async import (
 )
 from vexora_async._transports._aiohttp import AiohttpPort
 from vexora_async._transports._pool import ShardedTransport
+from vexora_async.ledgers import EntryState
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from vexora_async import (
-    EntryState,
     InvalidRequestError,
     LedgerError,
     MemoryLedger,
@@ -25,7 +24,7 @@ from vexora_async import (
     RetryPolicy,
     VexoraClient,
 )
-from vexora_async.ledgers import new_token
+from vexora_async.ledgers import EntryState, new_token
 
 from tests.helpers import (
     BASE_URL,

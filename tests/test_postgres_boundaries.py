@@ -20,8 +20,8 @@ import psycopg
 import psycopg_pool
 import pytest
 from psycopg import sql
-from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
-from vexora_async.ledgers import _postgres
+from vexora_async import PostgresLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, _postgres
 from vexora_async.ledgers._protocol import new_token
 
 from tests.helpers import BASE_URL, MERCHANT_NO, SECRET, make_payout

@@ -9,14 +9,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from vexora_async import (
-    EntryState,
-    LedgerEntry,
-    RetryPolicy,
-    SQLiteLedger,
-    VexoraClient,
-)
-from vexora_async.ledgers import new_token
+from vexora_async import RetryPolicy, SQLiteLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
 from tests.helpers import (
     BASE_URL,

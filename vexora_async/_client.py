@@ -299,7 +299,7 @@ class VexoraClient:
         )
 
     def ledger_key(self, request: PayoutRequest | DepositRequest) -> str:
-        """Return the key under which :attr:`ledger` records *request*.
+        """Return the key under which ``client.ledger`` records *request*.
 
         The merchant number, the call and the tradeNo (so merchants sharing
         a ledger keep their tradeNos apart). With it you can look up what
@@ -311,7 +311,7 @@ class VexoraClient:
         return self._idempotency.key(Call(operation, {}, request.trade_no))
 
     def ledger_fingerprint(self, request: PayoutRequest | DepositRequest) -> str:
-        """Return the fingerprint :attr:`ledger` records with *request*'s key.
+        """Return the fingerprint ``client.ledger`` records with *request*'s key.
 
         A hash of the request's fields as this client sends them (amount,
         account, name...): a claim or entry under the same key with another

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from bench_throughput import MERCHANT_NO, SECRET, TransportName, payout
-from vexora_async import EntryState, LedgerEntry, MemoryLedger, VexoraClient
-from vexora_async.ledgers import new_token
+from vexora_async import MemoryLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
 
 if TYPE_CHECKING:
