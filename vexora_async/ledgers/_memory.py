@@ -62,7 +62,7 @@ class MemoryLedger:
         return len(self._in_flight) + len(self._settled)
 
     # No await inside: each method runs atomically on the event loop, and
-    # the idempotency layer's first step of it finishes it (no task waits).
+    # is done by the time the idempotency layer would wait for it (3.12+).
     async def claim(
         self, key: str, fingerprint: str, *, lease: float, token: str
     ) -> Claim:
