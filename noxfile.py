@@ -1,13 +1,23 @@
 """Every gate CI runs, plus the demo and the benchmarks.
 
-``nox`` alone runs what CI runs (see ``.ci/run``); ``nox -s tests`` runs the
-test suite on every supported Python it finds. Outside CI a Python that is
-not installed is skipped; with ``CI`` set (or ``--error-on-missing-
-interpreters``) it is an error.
+``nox`` alone runs what CI runs (see ``.ci/run``). The tests come in tiers:
+
+- ``nox -s tests``, the fast tier: the Python running nox, on every core,
+  without the tests marked ``slow``, ``subprocess`` or ``campaign`` and
+  without coverage;
+- ``nox -s matrix``: everything but the campaigns, on each supported
+  Python, with branch coverage;
+- ``nox -s campaigns``: the campaigns, one at a time (they judge calls by
+  the clock), on each supported Python, with branch coverage;
+- ``nox -s coverage``: combines the last two and applies the floor.
+
+Outside CI a Python that is not installed is skipped; with ``CI`` set (or
+``--error-on-missing-interpreters``) it is an error.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +33,8 @@ nox.options.sessions = [
     "typecheck",
     "docs",
     "tests",
+    "matrix",
+    "campaigns",
     "coverage",
     "minimal",
     "package",
@@ -32,51 +44,76 @@ nox.options.sessions = [
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 #: The floor for branch coverage over the combined runs of every Python.
 COVERAGE_FLOOR = 95
+#: What the fast tier leaves out (the markers are described in pyproject).
+FAST = "not slow and not subprocess and not campaign"
+#: The data file each coverage-measuring session writes, per Python.
+COVERAGE_DATA = re.compile(r"\.coverage\.py3\.\d+-(matrix|campaigns)")
 ROOT = Path(__file__).resolve().parent
 
 
-@nox.session(python=PYTHONS)
+@nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite with branch coverage, on each supported Python.
+    """Run the fast tier: this Python, every core, no slow tests, no coverage.
 
-    Each Python writes its own data file (``.coverage.py3.X``) and reports
-    it; the ``coverage`` session combines them and applies the floor.
+    ``nox -s tests -- -k batch -x`` adds pytest options (a later ``-m``
+    replaces the tier's, ``-n 0`` runs in one process). Coverage is left to
+    the matrix: measuring it costs the fast tier a third of its time, and a
+    floor judged on part of the suite would mean nothing.
     """
     session.install("-e", ".[tests]")
-    env = {"COVERAGE_FILE": f".coverage.py{session.python}"}
-    # coverage starts before pytest: the package's own pytest plugin (an
-    # entry point) imports vexora_async before pytest-cov could start, which
-    # would count every module's top level as never run. Its `patch =
-    # ["subprocess"]` (pyproject) measures the xdist workers from their first
-    # line as well; each writes a parallel data file, combined below.
-    if session.posargs:
-        session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
-    else:
-        # Everything but the campaigns on every core; then the campaigns on
-        # their own, since they judge calls by the clock.
-        session.run(
-            "coverage",
-            "run",
-            "-m",
-            "pytest",
-            "-n",
-            "auto",
-            "-m",
-            "not campaign",
-            env=env,
-        )
-        session.run("coverage", "run", "-m", "pytest", "-m", "campaign", env=env)
+    session.run("pytest", "-n", "auto", "-m", FAST, *session.posargs)
+
+
+def _measured(session: nox.Session, tier: str, *pytest_args: str) -> None:
+    """Run pytest under coverage into this Python's data file for *tier*.
+
+    coverage starts before pytest: the package's own pytest plugin (an entry
+    point) imports vexora_async before pytest-cov could start, which would
+    count every module's top level as never run. Its `patch = ["subprocess"]`
+    (pyproject) measures the xdist workers and the tests' own Python
+    subprocesses from their first line as well; each writes a parallel data
+    file, combined here.
+    """
+    session.install("-e", ".[tests]")
+    env = {"COVERAGE_FILE": f".coverage.py{session.python}-{tier}"}
+    session.run("coverage", "run", "-m", "pytest", *pytest_args, env=env)
     session.run("coverage", "combine", "--quiet", env=env)
     session.run("coverage", "report", "--skip-covered", env=env)
 
 
+@nox.session(python=PYTHONS)
+def matrix(session: nox.Session) -> None:
+    """Run everything but the campaigns, on every core, with branch coverage.
+
+    The fast tier plus the tests marked ``slow`` and ``subprocess``, on
+    each supported Python; ``nox -s matrix-3.12 -- -k batch`` runs one
+    Python with pytest options added.
+    """
+    _measured(session, "matrix", "-n", "auto", "-m", "not campaign", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def campaigns(session: nox.Session) -> None:
+    """Run the campaigns, one at a time, with branch coverage.
+
+    They judge calls by the clock, so they run alone: never under xdist,
+    never beside another session (``.ci/run`` keeps them serial).
+    """
+    _measured(session, "campaigns", "-m", "campaign", *session.posargs)
+
+
 @nox.session
 def coverage(session: nox.Session) -> None:
-    """Combine the tests sessions' coverage; fail under the floor."""
-    session.install("coverage[toml]>=7.4")
-    data = sorted(Path().glob(".coverage.py*"))
+    """Combine the matrix and campaigns sessions' coverage; apply the floor."""
+    session.install("coverage[toml]>=7.10")
+    data = sorted(
+        path
+        for path in Path().glob(".coverage.py*")
+        if COVERAGE_DATA.fullmatch(path.name)
+    )
     if not data:
-        session.error("no coverage data: run `nox -s tests` first")
+        session.error("no coverage data: run `nox -s matrix campaigns` first")
+    session.log(f"combining {', '.join(path.name for path in data)}")
     # Into a file of its own, keeping each Python's: a report on the default
     # data file would combine (and delete) every .coverage.* by itself.
     combined = "--data-file=.coverage-combined"

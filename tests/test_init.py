@@ -84,6 +84,7 @@ def test_every_public_name_is_in_the_api_reference() -> None:
     assert set(vexora_async.__all__) <= documented
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_imports_no_optional_engine() -> None:
     """``import vexora_async`` imports neither redis nor psycopg; use does."""
     code = (
