@@ -1,15 +1,14 @@
 """Every gate CI runs, plus the demo and the benchmarks.
 
-``nox`` alone runs what CI runs (see ``.ci/run``). The tests come in tiers:
+``nox`` alone runs what CI runs (see ``.ci/run``). The tests come in two
+tiers:
 
-- ``nox -s tests``, the fast tier: the Python running nox, on every core,
+- ``nox -s tests``, the fast tier: the Python running nox, in parallel,
   without the tests marked ``slow``, ``subprocess`` or ``campaign`` and
-  without coverage;
-- ``nox -s matrix``: everything but the campaigns, on each supported
-  Python, with branch coverage;
-- ``nox -s campaigns``: the campaigns, one at a time (they judge calls by
-  the clock), on each supported Python, with branch coverage;
-- ``nox -s coverage``: combines the last two and applies the floor.
+  without coverage; a few minutes;
+- ``nox -s matrix``: every test on each supported Python with branch
+  coverage, the campaigns alone after the rest; ``nox -s coverage``
+  combines the Pythons' data and applies the floor.
 
 Outside CI a Python that is not installed is skipped; with ``CI`` set (or
 ``--error-on-missing-interpreters``) it is an error.
@@ -17,6 +16,7 @@ Outside CI a Python that is not installed is skipped; with ``CI`` set (or
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -26,7 +26,9 @@ from pathlib import Path
 import nox
 
 
-nox.options.default_venv_backend = "venv"
+# uv makes a session's virtualenv and installs into it in seconds where venv
+# and pip take half a minute; CI installs it, and without it nox uses venv.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = [
     "lint",
@@ -34,7 +36,6 @@ nox.options.sessions = [
     "docs",
     "tests",
     "matrix",
-    "campaigns",
     "coverage",
     "minimal",
     "package",
@@ -46,74 +47,84 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 COVERAGE_FLOOR = 95
 #: What the fast tier leaves out (the markers are described in pyproject).
 FAST = "not slow and not subprocess and not campaign"
-#: The data file each coverage-measuring session writes, per Python.
-COVERAGE_DATA = re.compile(r"\.coverage\.py3\.\d+-(matrix|campaigns)")
+#: pytest-xdist workers: two per core. Most tests wait on sockets, timers and
+#: the loopback servers more than they compute: with one worker per core the
+#: fast tier kept 2 cores a third busy and took 109 s, with two 87 s.
+WORKERS = str(2 * (os.cpu_count() or 1))
 ROOT = Path(__file__).resolve().parent
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the fast tier: this Python, every core, no slow tests, no coverage.
+    """Run the fast tier: this Python, in parallel, no slow tests, no coverage.
 
     ``nox -s tests -- -k batch -x`` adds pytest options (a later ``-m``
     replaces the tier's, ``-n 0`` runs in one process). Coverage is left to
-    the matrix: measuring it costs the fast tier a third of its time, and a
-    floor judged on part of the suite would mean nothing.
+    the matrix: it doubles the CPU each test takes, and a floor judged on
+    part of the suite would mean nothing.
     """
     session.install("-e", ".[tests]")
-    session.run("pytest", "-n", "auto", "-m", FAST, *session.posargs)
+    session.run("pytest", "-n", WORKERS, "-m", FAST, *session.posargs)
 
 
-def _measured(session: nox.Session, tier: str, *pytest_args: str) -> None:
-    """Run pytest under coverage into this Python's data file for *tier*.
+@nox.session(python=PYTHONS)
+def matrix(session: nox.Session) -> None:
+    """Run every test with branch coverage, on each supported Python.
+
+    The tests marked ``slow`` and ``subprocess`` run in parallel with the
+    fast tier; then the campaigns, on their own, since they judge calls by
+    the clock. Each Python writes its own data file (``.coverage.py3.X``);
+    the ``coverage`` session combines them and applies the floor.
+    ``nox -s matrix-3.12 -- -k batch`` runs one Python with those pytest
+    options instead (``-m campaign``: the campaigns alone).
 
     coverage starts before pytest: the package's own pytest plugin (an entry
     point) imports vexora_async before pytest-cov could start, which would
     count every module's top level as never run. Its `patch = ["subprocess"]`
     (pyproject) measures the xdist workers and the tests' own Python
     subprocesses from their first line as well; each writes a parallel data
-    file, combined here.
+    file, combined below.
+
+    ``COVERAGE_CORE=sysmon`` is not set: before Python 3.14 coverage's
+    sys.monitoring core cannot measure branches, so with ``branch = true``
+    it warns and falls back to the default core (measured on 3.12: the same
+    CPU as the default core, twice the CPU of no coverage; line coverage on
+    sysmon costs almost nothing, but cannot be combined with the other
+    Pythons' branch data). From 3.14 on it is coverage's default anyway.
     """
     session.install("-e", ".[tests]")
-    env = {"COVERAGE_FILE": f".coverage.py{session.python}-{tier}"}
-    session.run("coverage", "run", "-m", "pytest", *pytest_args, env=env)
+    env = {"COVERAGE_FILE": f".coverage.py{session.python}"}
+    if session.posargs:
+        session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    else:
+        session.run(
+            "coverage",
+            "run",
+            "-m",
+            "pytest",
+            "-n",
+            WORKERS,
+            "-m",
+            "not campaign",
+            env=env,
+        )
+        session.run("coverage", "run", "-m", "pytest", "-m", "campaign", env=env)
     session.run("coverage", "combine", "--quiet", env=env)
     session.run("coverage", "report", "--skip-covered", env=env)
 
 
-@nox.session(python=PYTHONS)
-def matrix(session: nox.Session) -> None:
-    """Run everything but the campaigns, on every core, with branch coverage.
-
-    The fast tier plus the tests marked ``slow`` and ``subprocess``, on
-    each supported Python; ``nox -s matrix-3.12 -- -k batch`` runs one
-    Python with pytest options added.
-    """
-    _measured(session, "matrix", "-n", "auto", "-m", "not campaign", *session.posargs)
-
-
-@nox.session(python=PYTHONS)
-def campaigns(session: nox.Session) -> None:
-    """Run the campaigns, one at a time, with branch coverage.
-
-    They judge calls by the clock, so they run alone: never under xdist,
-    never beside another session (``.ci/run`` keeps them serial).
-    """
-    _measured(session, "campaigns", "-m", "campaign", *session.posargs)
-
-
 @nox.session
 def coverage(session: nox.Session) -> None:
-    """Combine the matrix and campaigns sessions' coverage; apply the floor."""
+    """Combine the matrix sessions' coverage; fail under the floor."""
     session.install("coverage[toml]>=7.10")
+    # Each Python's combined file, not the parallel files of an aborted run.
     data = sorted(
         path
-        for path in Path().glob(".coverage.py*")
-        if COVERAGE_DATA.fullmatch(path.name)
+        for path in Path().glob(".coverage.py3.*")
+        if re.fullmatch(r"\.coverage\.py3\.\d+", path.name)
     )
     if not data:
-        session.error("no coverage data: run `nox -s matrix campaigns` first")
-    session.log(f"combining {', '.join(path.name for path in data)}")
+        session.error("no coverage data: run `nox -s matrix` first")
     # Into a file of its own, keeping each Python's: a report on the default
     # data file would combine (and delete) every .coverage.* by itself.
     combined = "--data-file=.coverage-combined"
