@@ -23,7 +23,7 @@ The clients, each used as a user would, with default settings:
     bytes of a signed payout: the naive way.
 ``httpx-limits``
     one shared ``httpx.AsyncClient`` with the limits the SDK gives its own
-    (``max_connections=100``, all of them kept alive), the same bytes and
+    by default (all of its connections kept alive), the same bytes and
     the same limiter-free gather: the exchange the SDK's default makes,
     without the SDK. The SDK default's CPU per request minus this one's is
     the SDK's own work in place.
@@ -48,6 +48,7 @@ import aiohttp
 import httpx
 import vexora_async
 from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+from vexora_async._transports._httpx import default_limits
 
 
 if TYPE_CHECKING:
@@ -60,8 +61,10 @@ T = TypeVar("T")
 TransportName = Literal["httpx", "aiohttp"]
 CLIENTS = ["sdk", "httpx", "httpx-limits", "sdk-aiohttp", "aiohttp"]
 LOOPS = ["asyncio", "uvloop"]
-#: The SDK's default ``max_connections``, for the raw client with its limits.
-SDK_MAX_CONNECTIONS = 100
+#: The pool limits the SDK gives the httpx client it makes, by default (read
+#: from the SDK under test: they change from version to version).
+SDK_LIMITS = default_limits()
+SDK_MAX_CONNECTIONS = SDK_LIMITS.max_connections or 0
 
 MERCHANT_NO = "1000000001"
 SECRET = "app-secret-0001"
@@ -170,12 +173,7 @@ async def measure(
     body = payout_bytes()
     if client in {"httpx", "httpx-limits"}:
         http = (
-            httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=SDK_MAX_CONNECTIONS,
-                    max_keepalive_connections=SDK_MAX_CONNECTIONS,
-                )
-            )
+            httpx.AsyncClient(limits=SDK_LIMITS)
             if client == "httpx-limits"
             else httpx.AsyncClient()  # the naive way: httpx's default limits
         )

@@ -66,7 +66,10 @@ ALL_CLIENTS = [*CLIENTS, *BASELINE]
 LABELS = {
     "sdk": "SDK create_payout (default, httpx)",
     "httpx": "raw httpx.AsyncClient (naive: shared, default limits)",
-    "httpx-limits": "raw httpx.AsyncClient with the SDK's limits (100, kept alive)",
+    "httpx-limits": (
+        "raw httpx.AsyncClient with the SDK's limits "
+        f"({bench_throughput.SDK_MAX_CONNECTIONS} connections, kept alive)"
+    ),
     "sdk-aiohttp": 'SDK create_payout (transport="aiohttp")',
     "aiohttp": "raw aiohttp.ClientSession",
     "base-sdk": "baseline SDK create_payout (default)",
