@@ -67,8 +67,7 @@ LABELS = {
     "sdk": "SDK create_payout (default, httpx)",
     "httpx": "raw httpx.AsyncClient (naive: shared, default limits)",
     "httpx-limits": (
-        "raw httpx.AsyncClient with the SDK's limits "
-        f"({bench_throughput.SDK_MAX_CONNECTIONS} connections, kept alive)"
+        "raw httpx.AsyncClient with the SDK's limits ({pool} connections, kept alive)"
     ),
     "sdk-aiohttp": 'SDK create_payout (transport="aiohttp")',
     "aiohttp": "raw aiohttp.ClientSession",
@@ -90,29 +89,30 @@ CONCURRENCY = [1, 10, 100, 1000]
 UVLOOP_CLIENTS = ["sdk", "httpx", "sdk-aiohttp", "aiohttp"]
 UVLOOP_CONCURRENCY = [10, 100]
 #: The SDK's own work in place: (row, the SDK's client, the raw client that
-#: makes the same exchange without the SDK, the concurrency up to which it
-#: is the same exchange). Raw httpx with the SDK's limits has no limiter:
-#: past the pool's connections its calls queue inside httpcore's pool (until
-#: its pool timeout), while the SDK's wait in its limiter.
-IN_PLACE: list[tuple[str, str, str, int | None]] = [
-    ('transport="aiohttp": SDK minus raw aiohttp', "sdk-aiohttp", "aiohttp", None),
+#: makes the same exchange without the SDK, whether it is the same exchange
+#: only up to as many calls as the SDK's pool has connections). Raw httpx
+#: with the SDK's limits has no limiter: past the pool's connections its
+#: calls queue inside httpcore's pool (until its pool timeout), while the
+#: SDK's wait in its limiter.
+IN_PLACE: list[tuple[str, str, str, bool]] = [
+    ('transport="aiohttp": SDK minus raw aiohttp', "sdk-aiohttp", "aiohttp", False),
     (
         "default: SDK minus raw httpx with the SDK's limits",
         "sdk",
         "httpx-limits",
-        bench_throughput.SDK_MAX_CONNECTIONS,
+        True,
     ),
     (
         'baseline, transport="aiohttp": SDK minus raw aiohttp',
         "base-sdk-aiohttp",
         "aiohttp",
-        None,
+        False,
     ),
     (
         "baseline, default: SDK minus raw httpx with the SDK's limits",
         "base-sdk",
         "httpx-limits",
-        bench_throughput.SDK_MAX_CONNECTIONS,
+        True,
     ),
 ]
 #: The throughput ratios, as (row, numerator, denominator).
@@ -541,6 +541,7 @@ def main() -> None:
         "plan": plan,
         "plan_name": "quick" if options.quick else "full",
         "sdk": checkout(ROOT),
+        "sdk_max_connections": bench_throughput.SDK_MAX_CONNECTIONS,
     }
     if baseline is not None:
         results["baseline"] = checkout(baseline)
@@ -686,7 +687,7 @@ def _sandbox_table(results: dict[str, Any]) -> list[str]:
             for cell in box["throughput"]
             if cell["client"] == client and cell["concurrency"] == c
         ]
-        lines.append(f"| {LABELS[client]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(results, client)} | " + " | ".join(cells) + " |")
     capacity = box["server_capacity"]
     cells = [f"{capacity.get(str(c)) or 0:,.0f}" for c in levels]
     lines.append(
@@ -741,7 +742,7 @@ def _throughput_table(
             f"{_rate(results, client, c, key):,.0f}{_failures(results, client, c, key)}"
             for c in levels
         ]
-        lines.append(_row(LABELS[client], cells))
+        lines.append(_row(_label(results, client), cells))
     return lines
 
 
@@ -763,7 +764,7 @@ def _ratio_table(
                 _ratio(_rate(results, client, c, key), _rate(results, client, c))
                 for c in levels
             ]
-            lines.append(_row(f"{LABELS[client]}: uvloop / asyncio", cells))
+            lines.append(_row(f"{_label(results, client)}: uvloop / asyncio", cells))
     return lines
 
 
@@ -771,7 +772,7 @@ def _cpu_table(results: dict[str, Any], key: str, levels: list[int]) -> list[str
     lines = _header("client CPU per request (µs, median)", levels)
     for client in _clients(results, key, ALL_CLIENTS):
         cells = [f"{_cpu(results, client, c, key):,.0f}" for c in levels]
-        lines.append(_row(LABELS[client], cells))
+        lines.append(_row(_label(results, client), cells))
     return lines
 
 
@@ -780,7 +781,8 @@ def _in_place_table(results: dict[str, Any], key: str, levels: list[int]) -> lis
     lines = _header("SDK's own work in place (µs/call)", levels, "median")
     present = set(_clients(results, key, ALL_CLIENTS))
     failed = beyond = False
-    for label, sdk, raw, within in IN_PLACE:
+    pool = _pool_size(results)
+    for label, sdk, raw, pooled in IN_PLACE:
         if not {sdk, raw} <= present:
             continue
         cells, known = [], []
@@ -792,7 +794,7 @@ def _in_place_table(results: dict[str, Any], key: str, levels: list[int]) -> lis
             cell = f"{us:,.1f}"
             if _failures(results, sdk, c, key) or _failures(results, raw, c, key):
                 cell, failed = cell + " \\*", True
-            if within is not None and c > within:
+            if pooled and c > pool:
                 # Not the same exchange: shown, left out of the median.
                 cell, beyond = f"({cell}) †", True
             else:
@@ -819,7 +821,7 @@ def _in_place_table(results: dict[str, Any], key: str, levels: list[int]) -> lis
         )
         + (
             f" † more calls in flight than the SDK's pool has connections "
-            f"({bench_throughput.SDK_MAX_CONNECTIONS}): the raw client, "
+            f"({pool}): the raw client, "
             "having no limiter, queues them inside httpcore's pool, the SDK "
             "in its limiter; not the same exchange, so left out of the median."
             if beyond
@@ -962,6 +964,16 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pool_size(results: dict[str, Any]) -> int:
+    """The connections of the SDK's httpx pool in *results*' run."""
+    size: int = results.get("sdk_max_connections", bench_throughput.SDK_MAX_CONNECTIONS)
+    return size
+
+
+def _label(results: dict[str, Any], client: str) -> str:
+    return LABELS[client].format(pool=_pool_size(results))
+
+
 def _source(checkout: dict[str, str] | None) -> str:
     if not checkout:
         return "unknown"
@@ -1005,7 +1017,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     for client in _clients(results, "throughput", ALL_CLIENTS):
         rates = [_rate(results, client, c) for c in CONCURRENCY]
         (line,) = axes.plot(
-            CONCURRENCY, rates, marker="o", color=COLORS[client], label=LABELS[client]
+            CONCURRENCY,
+            rates,
+            marker="o",
+            color=COLORS[client],
+            label=_label(results, client),
         )
         for c, rate in zip(CONCURRENCY, rates, strict=True):
             if rate == 0:  # a log axis cannot show it: say it
@@ -1071,7 +1087,8 @@ def _uvloop_panel(results: dict[str, Any], axes: Any) -> None:
     axes.set_title("The client on asyncio's loop and on uvloop's")
     axes.grid(visible=True, axis="y", alpha=0.3)
     handles = [
-        Patch(facecolor=COLORS[client], label=LABELS[client]) for client in clients
+        Patch(facecolor=COLORS[client], label=_label(results, client))
+        for client in clients
     ]
     handles += [
         Patch(facecolor="white", edgecolor="black", label="asyncio (plain)"),
