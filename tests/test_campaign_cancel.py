@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
     from vexora_async import Ledger
 
+# Judged by the clock (a plain call afterwards goes through at once): run
+# alone, not beside other tests on the same cores (noxfile: campaigns).
+pytestmark = pytest.mark.campaign
+
 CALLS = 1200
 MAX_CONNECTIONS = 20
 POLICY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)

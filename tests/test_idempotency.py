@@ -542,6 +542,7 @@ async def test_ledger_failing_to_claim_sends_nothing(router: respx.MockRouter) -
     assert route.call_count == 0
 
 
+@pytest.mark.slow
 async def test_ledger_failing_to_record_still_returns_the_result(
     router: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -129,6 +129,7 @@ def test_every_public_name_is_in_the_api_reference(namespace: object) -> None:
     assert set(namespace.__all__) <= documented  # type: ignore[attr-defined]
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_imports_no_optional_engine() -> None:
     """``import vexora_async`` imports neither redis nor psycopg; use does."""
     code = (

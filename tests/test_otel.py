@@ -943,6 +943,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.subprocess
 def test_one_hook_per_client_whatever_on_event_holds() -> None:
     """on_event=OpenTelemetryHook(), alone or among others: one span, one count.
 

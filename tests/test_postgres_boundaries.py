@@ -504,6 +504,7 @@ async def test_a_failover_campaign_leaves_nothing_in_flight(
 # Item 4: the table locked (a migration, VACUUM FULL) past the deadline.
 
 
+@pytest.mark.slow
 async def test_a_deadline_cancels_an_operation_on_a_locked_table(
     admin: psycopg.AsyncConnection[Any], ledger: PostgresLedger
 ) -> None:

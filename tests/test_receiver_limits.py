@@ -544,6 +544,7 @@ FLOOD_RECEIVER = NotificationReceiver(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server_port", [FLOOD_RECEIVER], indirect=True)
 async def test_never_ending_bodies_do_not_lock_out_real_callbacks(
     server_port: int, caplog: pytest.LogCaptureFixture
