@@ -51,11 +51,11 @@ graphviz_output_format = "svg"
 
 def _shown(default: object) -> str | None:
     """Return how *default* should read in a signature, or None to keep it."""
-    import vexora_async._client
+    import vexora_async._options
     import vexora_async._transports
     import vexora_async.testing
 
-    if default is vexora_async._client._UNSET:  # noqa: SLF001 - its sentinel
+    if default is vexora_async._options.UNSET:  # noqa: SLF001 - its sentinel
         # The SDK's own timeout; an injected httpx client keeps its own.
         return repr(vexora_async._transports.DEFAULT_TIMEOUT)  # noqa: SLF001
     for namespace in (vexora_async, vexora_async.testing):

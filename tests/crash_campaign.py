@@ -128,7 +128,7 @@ class Recording:
         self, key: str, fingerprint: str, *, lease: float, token: str
     ) -> Any:
         """Claim, and log a takeover of an expired claim."""
-        from vexora_async import EntryState
+        from vexora_async.ledgers import EntryState
 
         claim = await self._ledger.claim(key, fingerprint, lease=lease, token=token)
         prior = claim.prior
@@ -315,7 +315,8 @@ def _in_hand(log: Path) -> set[str]:
 
 async def campaign(args: argparse.Namespace, workdir: Path) -> Figures:  # noqa: C901
     """Run one campaign; return its figures."""
-    from vexora_async import EntryState, Operation
+    from vexora_async import Operation
+    from vexora_async.ledgers import EntryState
     from vexora_async.testing import (
         FakeGateway,
         Fault,

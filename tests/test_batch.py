@@ -317,6 +317,7 @@ async def test_client_method_delegates(
 BATCH_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=20)
 
 
+@pytest.mark.slow
 async def test_ten_thousand_payouts_with_faults_over_a_socket() -> None:
     """10,000 payouts, 5% faults on every call: every one accounted for, none twice.
 

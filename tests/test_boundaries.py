@@ -262,6 +262,7 @@ async def test_a_proxy_refusal_after_forwarding_is_unknown_not_unexecuted(
     assert gateway.stats.executions == {"P2": 1}
 
 
+@pytest.mark.slow
 async def test_a_batch_never_calls_a_proxy_s_503_not_executed() -> None:
     """503 after forwarding, then on every query: UNKNOWN in a batch, not ERROR."""
     async with behind_proxy(reject_duplicates=True) as (gateway, proxy):

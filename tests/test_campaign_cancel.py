@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from vexora_async import (
-    EntryState,
     MemoryLedger,
     PayoutOutcomeUnknown,
     RetryPolicy,
@@ -24,6 +23,7 @@ from vexora_async import (
     VexoraClient,
     VexoraError,
 )
+from vexora_async.ledgers import EntryState
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
     from vexora_async import Ledger
     from vexora_async.testing._app import ASGIApp, Receive, Scope, Send
+
+# Judged by the clock (a plain call afterwards goes through at once): run
+# alone, not beside other tests on the same cores (noxfile: campaigns).
+pytestmark = pytest.mark.campaign
 
 CALLS = 1200
 MAX_CONNECTIONS = 20

@@ -36,6 +36,10 @@ from tests.helpers import MERCHANT_NO, SECRET, make_payout
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+# Judged by the clock (every call by its deadline plus a second): run alone,
+# not beside other tests on the same cores (noxfile: campaigns).
+pytestmark = pytest.mark.campaign
+
 DEADLINE = 1.5
 CAP = 64 * 1024
 #: One exchange per call: the hostile answer is what the call ends with.

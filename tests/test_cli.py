@@ -74,6 +74,7 @@ def test_a_new_command_plugs_in() -> None:
     assert seen == ["hello"]
 
 
+@pytest.mark.subprocess
 def test_python_dash_m_runs_the_command_line() -> None:
     """``python -m vexora_async --help`` lists the commands and exits 0."""
     completed = subprocess.run(
@@ -88,6 +89,7 @@ def test_python_dash_m_runs_the_command_line() -> None:
     assert "sandbox" in completed.stdout
 
 
+@pytest.mark.subprocess
 def test_help_needs_no_optional_dependency() -> None:
     """The parser and ``--help`` work without rich and uvicorn."""
     code = (

@@ -42,6 +42,7 @@ def test_sandbox_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> Non
     assert "time_scale" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=str)
 async def test_sandbox_subcommand_serves_a_client(signum: signal.Signals) -> None:
     """``python -m vexora_async sandbox --port 0`` serves until told to stop.
@@ -130,6 +131,7 @@ def test_settle_delay_refuses_words(capsys: pytest.CaptureFixture[str]) -> None:
     assert "'never'" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 async def test_sandbox_stops_cleanly_on_a_signal_right_after_its_banner() -> None:
     """A SIGTERM sent the moment the banner is read still stops it with 0."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -224,6 +224,7 @@ def _python_m(
     )
 
 
+@pytest.mark.subprocess
 def test_as_a_process(tmp_path: Path) -> None:
     """Python -m vexora_async verify works as a real command, file and stdin."""
     done = _python_m("verify", saved(tmp_path, CALLBACK_BODY))

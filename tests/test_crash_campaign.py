@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+# Worker processes killed and restarted, their leases judged by the clock:
+# run alone (noxfile: campaigns).
+pytestmark = [pytest.mark.campaign, pytest.mark.subprocess]
+
+
 @pytest.mark.parametrize("store", ["redis", "postgres"])
 async def test_every_trade_no_is_executed_exactly_once(
     store: str, tmp_path: Path

@@ -158,6 +158,7 @@ def raise_unknown_payout(trade_no: str) -> None:
     )
 
 
+@pytest.mark.subprocess
 def test_process_pool_worker_error_reaches_the_parent_as_itself() -> None:
     """A PayoutOutcomeUnknown in a worker is that error in the parent.
 

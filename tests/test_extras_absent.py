@@ -13,6 +13,9 @@ import textwrap
 import pytest
 
 
+# Each test runs Python in a subprocess: left out of the fast tier.
+pytestmark = pytest.mark.subprocess
+
 BLOCK = """
 import sys
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from vexora_async import (
-    EntryState,
     InvalidRequestError,
     LedgerError,
     MemoryLedger,
@@ -25,7 +24,7 @@ from vexora_async import (
     RetryPolicy,
     VexoraClient,
 )
-from vexora_async.ledgers import new_token
+from vexora_async.ledgers import EntryState, new_token
 
 from tests.helpers import (
     BASE_URL,
@@ -101,6 +100,7 @@ async def test_a_stalled_worker_is_fenced_off_and_still_gets_its_result(
     assert entry.state is EntryState.ACCEPTED
 
 
+@pytest.mark.slow
 async def test_a_fenced_release_is_logged_and_changes_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -209,6 +209,7 @@ async def test_redis_down_on_claim_sends_nothing() -> None:
     assert gateway.posts == 0
 
 
+@pytest.mark.slow
 async def test_redis_down_on_settle_still_returns_the_outcome(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 
+# Judged by the clock too (no example may stall for STALL seconds): run
+# alone, not beside other tests on the same cores (noxfile: campaigns).
+pytestmark = pytest.mark.campaign
+
 #: examples, refused (a VexoraError), accepted, foreign, wire_invalid,
 #: slowest (ms): per target and in total.
 FIGURES: Counter[str] = Counter()

@@ -17,8 +17,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from vexora_async import (
     ConflictingRequestError,
     ConnectError,
-    EntryState,
     HTTPStatusError,
+    InvalidRequestError,
     LedgerError,
     MemoryLedger,
     PayoutOutcomeUnknown,
@@ -29,7 +29,7 @@ from vexora_async import (
     VexoraClient,
 )
 from vexora_async._idempotency import fingerprint
-from vexora_async.ledgers import new_token
+from vexora_async.ledgers import EntryState, new_token
 
 from tests.gateway_model import Fault, ModelGateway
 from tests.helpers import (
@@ -37,6 +37,7 @@ from tests.helpers import (
     MERCHANT_NO,
     SECRET,
     envelope,
+    make_deposit,
     make_payout,
     payout_data,
 )
@@ -72,6 +73,48 @@ async def fast(router: respx.MockRouter) -> AsyncIterator[VexoraClient]:
 def ok() -> httpx.Response:
     """Return an accepted payout answer."""
     return httpx.Response(200, json=envelope(payout_data()))
+
+
+async def test_ledger_key_and_fingerprint_find_what_a_payout_recorded(
+    fast: VexoraClient, router: respx.MockRouter
+) -> None:
+    """client.ledger_key and ledger_fingerprint name the entry create_payout left."""
+    router.post(PAYOUT).mock(return_value=ok())
+    request = make_payout()
+    await fast.create_payout(request)
+
+    entry = await fast.ledger.get(fast.ledger_key(request))
+
+    assert fast.ledger_key(request) == KEY
+    assert entry is not None
+    assert entry.state is EntryState.ACCEPTED
+    assert entry.fingerprint == fast.ledger_fingerprint(request)
+    # Another payout under the same tradeNo: same key, another fingerprint.
+    other = make_payout(amount=200)
+    assert fast.ledger_key(other) == KEY
+    assert fast.ledger_fingerprint(other) != entry.fingerprint
+    # Fields that are not the payment do not change it.
+    assert fast.ledger_fingerprint(make_payout(remark="again")) == entry.fingerprint
+
+
+async def test_ledger_key_keeps_merchants_and_calls_apart() -> None:
+    """Another merchant, or a pay-in under the same tradeNo, is another key."""
+    request = make_payout()
+    deposit = make_deposit(trade_no=request.trade_no)
+    async with (
+        VexoraClient(MERCHANT_NO, SECRET, BASE_URL) as one,
+        VexoraClient("1000000002", SECRET, BASE_URL) as other,
+    ):
+        keys = {
+            one.ledger_key(request),
+            other.ledger_key(request),
+            one.ledger_key(deposit),
+        }
+        assert len(keys) == 3
+        assert one.ledger_fingerprint(deposit) != one.ledger_fingerprint(request)
+        for method in (one.ledger_key, one.ledger_fingerprint):
+            with pytest.raises(InvalidRequestError, match="takes a PayoutRequest"):
+                method(request.trade_no)  # type: ignore[arg-type]
 
 
 async def test_concurrent_identical_calls_share_one_execution(
@@ -494,6 +537,7 @@ async def test_ledger_failing_to_claim_sends_nothing(router: respx.MockRouter) -
     assert route.call_count == 0
 
 
+@pytest.mark.slow
 async def test_ledger_failing_to_record_still_returns_the_result(
     router: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,16 +14,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from vexora_async import (
-    EntryState,
-    Ledger,
-    LedgerEntry,
-    MemoryLedger,
-    PostgresLedger,
-    RedisLedger,
-    SQLiteLedger,
-)
-from vexora_async.ledgers import may_take_over, new_token
+from vexora_async import Ledger, MemoryLedger, PostgresLedger, RedisLedger, SQLiteLedger
+from vexora_async.ledgers import EntryState, LedgerEntry, may_take_over, new_token
 
 from tests.servers import drop_table, postgres_pool, redis_url, unique
 

@@ -25,8 +25,6 @@ import httpx
 import pytest
 import redis.asyncio
 from vexora_async import (
-    EntryState,
-    LedgerEntry,
     LedgerError,
     MemoryLedger,
     RedisLedger,
@@ -35,7 +33,7 @@ from vexora_async import (
 )
 from vexora_async._idempotency import LEDGER_MARGIN, fingerprint
 from vexora_async.events import Event, LedgerAction, LedgerEvent
-from vexora_async.ledgers import new_token
+from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
 from tests.helpers import (
     BASE_URL,

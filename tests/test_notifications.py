@@ -26,7 +26,7 @@ from vexora_async import (
     parse_notification,
     sign,
 )
-from vexora_async._notifications import describe
+from vexora_async.notifications._parse import describe
 
 from tests.helpers import (
     CALLBACK_BODY,

@@ -7,10 +7,12 @@ children of the call's span, also with thousands of calls running at once.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextvars
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -699,8 +701,12 @@ async def test_automatic_hook_starts_with_a_global_provider(
     would record nothing anyway); a global provider set later, as apps do
     at startup after building their clients, is picked up at once.
     """
-    from opentelemetry import trace
+    from opentelemetry import metrics
+    from vexora_async import otel
 
+    # As when vexora_async.otel is the first to import the metrics API (a
+    # subprocess test below checks that import order for real).
+    monkeypatch.setattr(otel, "_UNSET_METER_PROVIDER", metrics.get_meter_provider())
     router.post(PAYOUT).mock(
         side_effect=[
             ok(payout_data(trade_no="VXUNSEEN")),
@@ -725,9 +731,126 @@ async def test_automatic_hook_starts_with_a_global_provider(
         await client.create_payout(make_payout(trade_no="VXUNSEEN"))
         assert seen == []
         # What trace.set_tracer_provider does, undone after the test.
-        monkeypatch.setattr(trace, "_TRACER_PROVIDER", telemetry.tracer_provider)
+        monkeypatch.setattr(
+            trace, "get_tracer_provider", lambda: telemetry.tracer_provider
+        )
         await client.create_payout(make_payout(trade_no="VXSEEN01"))
     assert seen == ["VXSEEN01"]
+
+
+#: Runs in a fresh interpreter: what the client's automatic hook sees of the
+#: global providers, by when and how the application sets them up.
+PROVIDERS_SEEN_RUN = """
+import asyncio
+import json
+import sys
+
+import httpx
+
+SCENARIO = sys.argv[1]
+if SCENARIO == "meter set first":
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    metrics.set_meter_provider(MeterProvider())
+
+from vexora_async import VexoraClient
+from vexora_async.otel import providers_configured
+
+from tests.helpers import BASE_URL, MERCHANT_NO, SECRET, make_payout, ok, payout_data
+
+
+def answer(request):
+    return ok(payout_data(trade_no=json.loads(request.content)["tradeNo"]))
+
+
+async def main():
+    seen = [providers_configured()]
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    async with http, VexoraClient(MERCHANT_NO, SECRET, BASE_URL, http_client=http) as c:
+        await c.create_payout(make_payout(trade_no="VXSEEN0001"))
+        if SCENARIO == "meter set later":
+            from opentelemetry import metrics
+            from opentelemetry.sdk.metrics import MeterProvider
+
+            metrics.set_meter_provider(MeterProvider())
+        elif SCENARIO == "tracer set later":
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+
+            trace.set_tracer_provider(TracerProvider())
+        seen.append(providers_configured())
+    print(json.dumps(seen))
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("meter set later", [False, True]),
+        ("tracer set later", [False, True]),
+        ("meter set first", [True, True]),
+        ("meter named in the environment", [True, True]),
+    ],
+)
+def test_the_automatic_hook_sees_every_way_to_set_a_provider(
+    scenario: str, expected: list[bool]
+) -> None:
+    """A provider set before or after the client, or by name: always seen.
+
+    Where OpenTelemetry's public API cannot tell (its metrics API imported
+    before ours), the hook runs: a provider it missed would lose metrics.
+    """
+    env = dict(os.environ)
+    env.pop("OTEL_PYTHON_METER_PROVIDER", None)
+    env.pop("OTEL_PYTHON_TRACER_PROVIDER", None)
+    if scenario == "meter named in the environment":
+        env["OTEL_PYTHON_METER_PROVIDER"] = "sdk_meter_provider"
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own code
+        [sys.executable, "-c", PROVIDERS_SEEN_RUN, scenario],
+        cwd=Path(__file__).parent.parent,  # this checkout's package and tests
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected
+
+
+def test_no_private_name_of_opentelemetry_is_used() -> None:
+    """The package reads OpenTelemetry through its public API only."""
+    package = Path(__file__).parent.parent / "vexora_async"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        otel_names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "opentelemetry"
+            ):
+                parts = [*(node.module or "").split("."), *(a.name for a in node.names)]
+                found += [f"{path.name}: {node.module}" for p in parts if p[:1] == "_"]
+                otel_names |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("opentelemetry"):
+                        otel_names.add(alias.asname or alias.name.split(".")[0])
+                        if any(p[:1] == "_" for p in alias.name.split(".")):
+                            found.append(f"{path.name}: {alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in otel_names
+                and node.attr.startswith("_")
+            ):
+                found.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert found == []
 
 
 # -- one OpenTelemetry hook per client --------------------------------------------
@@ -820,6 +943,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.subprocess
 def test_one_hook_per_client_whatever_on_event_holds() -> None:
     """on_event=OpenTelemetryHook(), alone or among others: one span, one count.
 

@@ -20,8 +20,8 @@ import psycopg
 import psycopg_pool
 import pytest
 from psycopg import sql
-from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
-from vexora_async.ledgers import _postgres
+from vexora_async import PostgresLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, _postgres
 from vexora_async.ledgers._protocol import new_token
 
 from tests.helpers import BASE_URL, MERCHANT_NO, SECRET, make_payout
@@ -504,6 +504,7 @@ async def test_a_failover_campaign_leaves_nothing_in_flight(
 # Item 4: the table locked (a migration, VACUUM FULL) past the deadline.
 
 
+@pytest.mark.slow
 async def test_a_deadline_cancels_an_operation_on_a_locked_table(
     admin: psycopg.AsyncConnection[Any], ledger: PostgresLedger
 ) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from psycopg import sql
-from vexora_async import EntryState, LedgerEntry, PostgresLedger, VexoraClient
+from vexora_async import PostgresLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry
 from vexora_async.ledgers._protocol import new_token
 
 from tests.helpers import (

@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import uvicorn
-from vexora_async import InvalidRequestError, Notification, NotificationReceiver
+from vexora_async import (
+    InvalidRequestError,
+    Notification,
+    NotificationReceiver,
+    parse_notification,
+)
 from vexora_async._deadline import run_until
-from vexora_async._receiver import (
+from vexora_async.notifications._receiver import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HANDLER_TIMEOUT,
     DEFAULT_MAX_BODY_READS,
@@ -140,6 +145,8 @@ def test_defaults_leave_room_in_the_gateways_ten_seconds() -> None:
         ("store", "redis://127.0.0.1"),
         ("clock", 0),
         ("kind", 1),
+        ("kind", ["payout"]),
+        ("max_age", 8 * 86_400),
         ("app_secret", b"app-secret-0001"),
         ("app_secret", None),
         ("app_secret", ""),
@@ -175,6 +182,22 @@ def test_int_seconds_are_accepted() -> None:
     )
     assert (receiver.body_timeout, receiver.handler_timeout) == (2.0, 4.0)
     assert receiver.max_age == 600.0
+
+
+async def test_max_age_takes_what_parse_notification_takes() -> None:
+    """One rule for max_age: up to a week, as parse_notification takes it."""
+    week = 7 * 86_400
+    sent = parse_notification(CALLBACK_BODY, SECRET).timestamp
+    assert sent is not None
+    two_days_later = sent / 1000 + 2 * 86_400
+    parse_notification(CALLBACK_BODY, SECRET, max_age=week, now=two_days_later)
+    handler = Handler()
+    receiver = NotificationReceiver(
+        SECRET, handler, max_age=week, clock=lambda: two_days_later
+    )
+
+    assert (await receiver.respond(CALLBACK_BODY)).acknowledged
+    assert handler.trade_nos
 
 
 # -- the body deadline -------------------------------------------------------------
@@ -521,6 +544,7 @@ FLOOD_RECEIVER = NotificationReceiver(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server_port", [FLOOD_RECEIVER], indirect=True)
 async def test_never_ending_bodies_do_not_lock_out_real_callbacks(
     server_port: int, caplog: pytest.LogCaptureFixture

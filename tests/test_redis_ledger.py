@@ -12,14 +12,8 @@ from typing import TYPE_CHECKING, Any
 import fakeredis
 import pytest
 import redis.asyncio
-from vexora_async import (
-    EntryState,
-    LedgerEntry,
-    NotificationStore,
-    RedisLedger,
-    RedisNotificationStore,
-)
-from vexora_async.ledgers import _redis, new_token
+from vexora_async import NotificationStore, RedisLedger, RedisNotificationStore
+from vexora_async.ledgers import EntryState, LedgerEntry, _redis, new_token
 
 from tests.servers import redis_url, unique
 

@@ -26,10 +26,10 @@ from vexora_async import (
     sign,
 )
 from vexora_async._middleware import Call
-from vexora_async._notifications import check_sign, describe
 from vexora_async._operations import Operation
 from vexora_async._secret import as_secret
 from vexora_async._signer import verify
+from vexora_async.notifications._parse import check_sign, describe
 
 from tests.helpers import (
     CALLBACK_BODY,

@@ -9,14 +9,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from vexora_async import (
-    EntryState,
-    LedgerEntry,
-    RetryPolicy,
-    SQLiteLedger,
-    VexoraClient,
-)
-from vexora_async.ledgers import new_token
+import pytest
+from vexora_async import RetryPolicy, SQLiteLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
 from tests.helpers import (
     BASE_URL,
@@ -103,6 +98,7 @@ def _claim_many(path: str, keys: list[str], results: Any) -> None:
     results.put(asyncio.run(run()))
 
 
+@pytest.mark.subprocess
 def test_claims_are_atomic_across_processes(tmp_path: Path) -> None:
     """Two processes racing for the same 200 tradeNos: each is granted once."""
     path = str(tmp_path / "shared.db")

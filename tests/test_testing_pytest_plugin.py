@@ -13,7 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 
+
+# Each test runs pytest in a subprocess: left out of the fast tier.
+pytestmark = pytest.mark.subprocess
 ROOT = Path(__file__).resolve().parent.parent
 USER_SUITE = """
 from vexora_async import PayoutRequest, RequestRejected

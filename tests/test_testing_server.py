@@ -249,6 +249,7 @@ async def test_callers_queue_in_the_sdk_not_in_the_pool() -> None:
     assert len(gateway.payouts) == 300
 
 
+@pytest.mark.slow
 async def test_gather_of_10000_payouts_queues_in_the_sdk() -> None:
     """10,000 concurrent create_payout calls on default settings: all complete.
 

@@ -6,8 +6,10 @@ balance, pay-ins, and the gateway's signed callbacks.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
+from . import ledgers, notifications
 from ._batch import BatchProgress, OutcomeKind, PayoutOutcome
 from ._client import VexoraClient
 from ._converter import make_converter
@@ -24,19 +26,7 @@ from ._models import (
     StatusKind,
     TransactionStatus,
 )
-from ._notifications import (
-    DepositNotification,
-    Notification,
-    PayoutNotification,
-    parse_notification,
-)
 from ._operations import Operation
-from ._receiver import (
-    MemoryNotificationStore,
-    NotificationReceiver,
-    NotificationStore,
-    ReceiverResponse,
-)
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._signer import canonical_string, sign, verify
@@ -64,21 +54,22 @@ from .exceptions import (
     TransportError,
     VexoraError,
 )
-from .ledgers import (
-    LAZY,
-    Claim,
-    EntryState,
-    Ledger,
-    LedgerEntry,
-    MemoryLedger,
-    SQLiteLedger,
-    load,
+from .ledgers import Ledger, MemoryLedger, SQLiteLedger
+from .notifications import (
+    DepositNotification,
+    MemoryNotificationStore,
+    Notification,
+    NotificationReceiver,
+    NotificationStore,
+    PayoutNotification,
+    ReceiverResponse,
+    parse_notification,
 )
 
 
 if TYPE_CHECKING:
-    from ._redis_notifications import RedisNotificationStore
     from .ledgers import PostgresLedger, RedisLedger
+    from .notifications import RedisNotificationStore
 
 
 __all__ = [
@@ -86,7 +77,6 @@ __all__ = [
     "BankCode",
     "BatchProgress",
     "Call",
-    "Claim",
     "ClientClosedError",
     "ConflictingRequestError",
     "ConnectError",
@@ -95,12 +85,10 @@ __all__ = [
     "DepositRequest",
     "DepositResult",
     "DepositStatus",
-    "EntryState",
     "GatewayError",
     "HTTPStatusError",
     "InvalidRequestError",
     "Ledger",
-    "LedgerEntry",
     "LedgerError",
     "MalformedNotification",
     "MemoryLedger",
@@ -147,9 +135,26 @@ __all__ = [
 ]
 
 
+#: The names behind an extra (their drivers are imported only on use).
+_LAZY = {
+    **dict.fromkeys(ledgers.LAZY, ledgers),
+    **dict.fromkeys(notifications.LAZY, notifications),
+}
+#: Ledger plumbing that 0.1 exported here: name -> where it lives.
+_MOVED = dict.fromkeys(("Claim", "EntryState", "LedgerEntry"), ledgers)
+
+
 def __getattr__(name: str) -> object:
-    # The Redis and PostgreSQL classes import their drivers: only on use.
-    if name in LAZY:
-        return load(name)
+    if name in _LAZY:
+        return getattr(_LAZY[name], name)
+    if name in _MOVED:
+        home = _MOVED[name].__name__
+        warnings.warn(
+            f"import {name} from {home}: vexora_async.{name} is deprecated "
+            "and will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_MOVED[name], name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import re
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
-
-import httpx
+from typing import TYPE_CHECKING, TypeVar
 
 from ._batch import DEFAULT_CONCURRENCY, create_payouts
-from ._converter import AmountFormat, WireCodec
+from ._converter import WireCodec
 from ._exchange import Exchange
-from ._idempotency import IdempotencyMiddleware
+from ._idempotency import IdempotencyMiddleware, fingerprint
 from ._masking import Params, mask_account, mask_name
 from ._middleware import Call, Middleware, build_chain
 from ._models import (
@@ -29,6 +23,7 @@ from ._models import (
     PayoutStatus,
 )
 from ._operations import Operation
+from ._options import UNSET, as_timeout, call_deadline, check_options
 from ._outcomes import call_outcome
 from ._retry import RetryMiddleware, RetryPolicy
 from ._secret import Secret, as_secret, check_credential, credential_problem
@@ -39,18 +34,10 @@ from ._transports import (
     USER_AGENT,
     HttpxPort,
     TransportName,
-    check_transport,
-    default_max_connections,
     make_port,
 )
-from ._validation import (
-    MAX_CONNECTIONS,
-    check_count,
-    check_retries,
-    check_seconds,
-    check_trade_no,
-)
-from .events import CallFinished, CallStarted, Trace, as_hooks
+from ._validation import check_retries, check_trade_no
+from .events import CallFinished, CallStarted, Trace
 from .exceptions import (
     ClientClosedError,
     InvalidRequestError,
@@ -65,71 +52,19 @@ if TYPE_CHECKING:
         AsyncIterable,
         Callable,
         Iterable,
+        Sequence,
     )
     from types import TracebackType
 
+    import httpx
+
     from ._batch import BatchProgress, PayoutOutcome
+    from ._converter import AmountFormat
     from .events import Event
 
 
 logger = logging.getLogger("vexora_async")
 T = TypeVar("T")
-
-_UNSET: Any = object()
-
-#: How much longer than a call's deadline a claim must last at least: the
-#: slack for recording its outcome and a stall of the worker's event loop.
-LEASE_MARGIN = 10.0
-
-
-def _instrumentation(
-    instrument: object,
-    tracer_provider: object,
-    meter_provider: object,
-    hooks: tuple[Callable[[Event], object], ...],
-) -> tuple[tuple[Callable[[Event], object], ...], bool]:
-    """Return the client's hooks with one OpenTelemetry hook at most.
-
-    The second value tells whether the first hook is the automatic one,
-    added here because *hooks* (the user's) hold none.
-    """
-    if not isinstance(instrument, bool):
-        raise InvalidRequestError("instrument", "must be True or False")
-    try:
-        from .otel import OpenTelemetryHook, once_each
-    except ImportError:
-        if instrument and (tracer_provider is not None or meter_provider is not None):
-            raise InvalidRequestError(
-                "tracer_provider",
-                "needs the otel extra: pip install 'vexora-async[otel]'",
-            ) from None
-        return hooks, False
-    if any(isinstance(hook, OpenTelemetryHook) for hook in hooks):
-        if instrument:
-            _refuse_providers(tracer_provider, meter_provider)
-        return once_each(hooks), False
-    if not instrument:
-        return hooks, False
-    auto = OpenTelemetryHook(
-        tracer_provider=tracer_provider,  # type: ignore[arg-type]
-        meter_provider=meter_provider,  # type: ignore[arg-type]
-    )
-    # First: the user's hooks then run with its span current.
-    return (auto, *hooks), True
-
-
-def _refuse_providers(tracer_provider: object, meter_provider: object) -> None:
-    """Refuse providers meant for an automatic hook that will not be made."""
-    for name, provider in (
-        ("tracer_provider", tracer_provider),
-        ("meter_provider", meter_provider),
-    ):
-        if provider is not None:
-            raise InvalidRequestError(
-                name,
-                "is for the automatic hook, and on_event holds an "
-                "OpenTelemetryHook: give the provider to that hook",
-            )
 
 
 def _checked(call: Call, result: object, expected: type[T]) -> T:
@@ -143,148 +78,15 @@ def _epoch_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-_MAX_URL = 2048
-# Anything httpx would refuse or silently re-encode; whitespace and control
-# characters could also split a log line or a header.
-_BAD_URL_CHARACTERS = re.compile(
-    r"[\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff\ud800-\udfff]"
-)
-
-
-def _check_base_url(base_url: object) -> str:
-    # No message here repeats the URL: it could hold credentials.
-    if not isinstance(base_url, str) or not base_url:
-        raise InvalidRequestError(
-            "base_url", "is required (there is no public default)"
-        )
-    if len(base_url) > _MAX_URL:
-        raise InvalidRequestError("base_url", f"is longer than {_MAX_URL} characters")
-    if _BAD_URL_CHARACTERS.search(base_url):
-        raise InvalidRequestError(
-            "base_url", "contains whitespace or control characters"
-        )
-    try:
-        parts = urlsplit(base_url)
-        host = parts.hostname
-        # A bad port would otherwise fail inside the POST and read as an
-        # unknown outcome for a payout that was never sent.
-        _ = parts.port
-    except ValueError:
-        raise InvalidRequestError(
-            "base_url", "is not a valid URL (its host or port cannot be read)"
-        ) from None
-    if "@" in parts.netloc:
-        raise InvalidRequestError(
-            "base_url",
-            "must not carry credentials (a name or password before @); the "
-            "gateway authenticates by the merchantNo header and the sign",
-        )
-    if not host or parts.query or parts.fragment or "?" in base_url or "#" in base_url:
-        raise InvalidRequestError("base_url", "must be an absolute URL with no query")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
-        url = base_url.rstrip("/")
-    else:
-        raise InvalidRequestError(
-            "base_url", "must be https (plain http only for a loopback address)"
-        )
-    try:
-        # What the POST will use; httpx refuses some hosts urlsplit takes.
-        httpx.URL(url + Operation.GET_BALANCE.path)
-    except (httpx.InvalidURL, ValueError, UnicodeError):
-        raise InvalidRequestError(
-            "base_url", "is not a valid URL (httpx refuses it)"
-        ) from None
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _as_timeout(
-    value: float | httpx.Timeout | None, field: str = "timeout"
-) -> httpx.Timeout | None:
-    if value is None:
-        return None
-    if isinstance(value, httpx.Timeout):
-        for limit in ("connect", "read", "write", "pool"):
-            seconds = getattr(value, limit)
-            if seconds is not None:
-                check_seconds(f"{field}.{limit}", seconds)
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(
-            field, "must be a positive number of seconds or an httpx.Timeout"
-        )
-    seconds = check_seconds(field, value)
-    return httpx.Timeout(
-        seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or seconds)
+def _creating(request: object, method: str) -> Operation:
+    """Return the create that sends *request*, or refuse it."""
+    if isinstance(request, PayoutRequest):
+        return Operation.CREATE_PAYOUT
+    if isinstance(request, DepositRequest):
+        return Operation.CREATE_DEPOSIT
+    raise InvalidRequestError(
+        None, f"{method} takes a PayoutRequest or a DepositRequest"
     )
-
-
-def _check_deadline(value: object) -> float:
-    return check_seconds("deadline", value)
-
-
-_LEDGER_METHODS = ("claim", "settle", "release", "get")
-
-
-def _check_components(
-    http_client: object,
-    retry: object,
-    ledger: object,
-    clock: object,
-    middleware: object,
-) -> None:
-    """Refuse a wrong-typed collaborator now, not on the first payout."""
-    if http_client is not None:
-        if not isinstance(http_client, httpx.AsyncClient):
-            raise InvalidRequestError(
-                "http_client",
-                f"must be an httpx.AsyncClient, not {type(http_client).__name__}",
-            )
-        # Its own timeout applies when no timeout= is given.
-        _as_timeout(http_client.timeout, "http_client.timeout")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise InvalidRequestError(
-            "retry", f"must be a RetryPolicy, not {type(retry).__name__}"
-        )
-    if ledger is not None and not all(
-        callable(getattr(ledger, name, None)) for name in _LEDGER_METHODS
-    ):
-        raise InvalidRequestError(
-            "ledger", "must implement the Ledger protocol (claim, settle, release, get)"
-        )
-    if not callable(clock):
-        raise InvalidRequestError("clock", "must be callable (epoch milliseconds)")
-    if isinstance(middleware, (str, bytes)) or not isinstance(middleware, Sequence):
-        raise InvalidRequestError("middleware", "must be a sequence of middleware")
-    if not all(callable(layer) for layer in middleware):
-        raise InvalidRequestError("middleware", "every middleware must be callable")
-
-
-def _claim_lease(value: object, deadline: float) -> float:
-    floor = deadline + LEASE_MARGIN
-    if value is None:
-        # A claim outlives any call of ours by a wide margin before
-        # another worker may presume its owner dead.
-        return 2 * deadline + 60.0
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not floor <= value < float("inf")
-    ):
-        raise InvalidRequestError(
-            "claim_lease",
-            f"must be a finite number of seconds >= the deadline + "
-            f"{LEASE_MARGIN:g} s ({floor:g} s here)",
-        )
-    return float(value)
 
 
 class VexoraClient:
@@ -360,13 +162,13 @@ class VexoraClient:
         base_url: str,
         *,
         http_client: httpx.AsyncClient | None = None,
-        timeout: float | httpx.Timeout = _UNSET,
+        timeout: float | httpx.Timeout = UNSET,
         max_retries: int = 2,
         deadline: float = 60.0,
         retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
         claim_lease: float | None = None,
-        max_connections: int = _UNSET,
+        max_connections: int = UNSET,
         amount_format: AmountFormat = "integer",
         clock: Callable[[], int] = _epoch_ms,
         middleware: Sequence[Middleware] = (),
@@ -388,52 +190,36 @@ class VexoraClient:
             del app_secret
             raise
         self._merchant_no = check_credential("merchant_no", merchant_no)
-        # One OpenTelemetry hook per client: the user's if on_event holds
-        # one, else the automatic one.
-        self._hooks, auto = _instrumentation(
-            instrument, tracer_provider, meter_provider, as_hooks(on_event)
+        options = check_options(
+            base_url=base_url,
+            http_client=http_client,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            retry=retry,
+            ledger=ledger,
+            claim_lease=claim_lease,
+            max_connections=max_connections,
+            amount_format=amount_format,
+            clock=clock,
+            middleware=middleware,
+            transport=transport,
+            max_answer_bytes=max_answer_bytes,
+            on_event=on_event,
+            instrument=instrument,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
-        #: With only the automatic OpenTelemetry hook and no provider given,
-        #: each call asks whether one is configured by now: unconfigured, a
-        #: call costs what it costs with no hook at all.
-        self._hooks_wanted: Callable[[], bool] | None = None
-        if auto and len(self._hooks) == 1 and tracer_provider is None is meter_provider:
-            from .otel import providers_configured
-
-            self._hooks_wanted = providers_configured
-        self._base_url = _check_base_url(base_url)
-        check_retries("max_retries", max_retries)
-        if max_connections is not _UNSET:
-            check_count("max_connections", max_connections, 1, MAX_CONNECTIONS)
-        check_count("max_answer_bytes", max_answer_bytes, 256, 2**30)
-        if amount_format not in ("integer", "decimal2"):
-            raise InvalidRequestError(
-                "amount_format", "must be 'integer' or 'decimal2'"
-            )
-        deadline = _check_deadline(deadline)
-        if retry is not None and (max_retries != 2 or deadline != 60.0):  # noqa: PLR2004 - the defaults above
-            # Silently preferring one would run calls for 60 s that the
-            # caller meant to end in 5.
-            raise InvalidRequestError(
-                "retry", "give max_retries and deadline inside the RetryPolicy"
-            )
-        _check_components(http_client, retry, ledger, clock, middleware)
-        self.retry_policy = retry or RetryPolicy(
-            max_retries=max_retries, deadline=deadline
-        )
+        self._hooks = options.hooks
+        self._hooks_wanted = options.hooks_wanted
+        self._base_url = options.base_url
+        self.retry_policy = options.retry_policy
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
-        self.claim_lease = _claim_lease(claim_lease, self.retry_policy.deadline)
+        self.claim_lease = options.claim_lease
         self._codec = WireCodec.create(amount_format)
-        if timeout is _UNSET:
-            # An injected client keeps its own timeout unless one is given.
-            self._timeout: httpx.Timeout | None = (
-                DEFAULT_TIMEOUT if http_client is None else None
-            )
-        else:
-            self._timeout = _as_timeout(timeout)
-        self._transport = check_transport(transport, injected=http_client is not None)
-        if max_connections is _UNSET:
-            max_connections = default_max_connections(self._transport)
+        self._timeout = options.timeout
+        self._transport = options.transport
+        max_connections = options.max_connections
         self._port = make_port(
             transport=self._transport,
             http_client=http_client,
@@ -512,6 +298,29 @@ class VexoraClient:
             "this client sends through aiohttp (transport='aiohttp'); "
             "it has no httpx client",
         )
+
+    def ledger_key(self, request: PayoutRequest | DepositRequest) -> str:
+        """Return the key under which ``client.ledger`` records *request*.
+
+        The merchant number, the call and the tradeNo (so merchants sharing
+        a ledger keep their tradeNos apart). With it you can look up what
+        the ledger knows of a payout,
+        ``await client.ledger.get(client.ledger_key(request))``, or claim
+        it in your own store, as :meth:`PostgresLedger.claim_payout` does.
+        """
+        operation = _creating(request, "ledger_key")
+        return self._idempotency.key(Call(operation, {}, request.trade_no))
+
+    def ledger_fingerprint(self, request: PayoutRequest | DepositRequest) -> str:
+        """Return the fingerprint ``client.ledger`` records with *request*'s key.
+
+        A hash of the request's fields as this client sends them (amount,
+        account, name...): a claim or entry under the same key with another
+        fingerprint is another payout, refused with
+        :class:`~vexora_async.ConflictingRequestError`.
+        """
+        _creating(request, "ledger_fingerprint")
+        return fingerprint(self._codec.encode(request))
 
     # Self would need Python 3.11 or typing_extensions; one class is enough.
     async def __aenter__(self) -> VexoraClient:
@@ -721,23 +530,17 @@ class VexoraClient:
             )
         if max_retries is not None:
             check_retries("max_retries", max_retries)
-        budget = (
-            self.retry_policy.deadline
-            if deadline is None
-            else _check_deadline(deadline)
+        budget = call_deadline(
+            deadline,
+            default=self.retry_policy.deadline,
+            claim_lease=self.claim_lease,
+            creates=operation.creates,
         )
-        if operation.creates and budget > self.claim_lease - LEASE_MARGIN:
-            raise InvalidRequestError(
-                "deadline",
-                f"must stay {LEASE_MARGIN:g} s under the claim lease "
-                f"({self.claim_lease:g} s), so that no other worker takes "
-                "the tradeNo over while this call runs",
-            )
         call = Call(
             operation,
             params,
             trade_no,
-            timeout=_as_timeout(timeout),
+            timeout=as_timeout(timeout),
             deadline=asyncio.get_running_loop().time() + budget,
             max_retries=max_retries,
             resolve=resolve,

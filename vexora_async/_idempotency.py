@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _json
 from ._codes import ResponseCode
@@ -35,7 +36,6 @@ from .exceptions import (
     TradeNoCollision,
     VexoraError,
 )
-from .ledgers._memory import MemoryLedger
 from .ledgers._protocol import Claim, EntryState, Ledger, LedgerEntry, new_token
 
 
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger("vexora_async")
+
+T = TypeVar("T")
 
 #: How many seconds past its deadline a create may still wait for the ledger
 #: to record its outcome (a healthy store takes milliseconds). A record
@@ -129,9 +131,6 @@ class IdempotencyMiddleware:
         #: Set by drain(): stop retrying to give claims back; the lease will.
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
-        # The in-process ledger never awaits inside: no write of it can be
-        # cut half-way, so it needs no protecting task.
-        self._memory = ledger if type(ledger) is MemoryLedger else None
 
     def key(self, call: Call) -> str:
         """Return the ledger key of a create: merchant, operation and tradeNo."""
@@ -201,21 +200,6 @@ class IdempotencyMiddleware:
             )
             raise
         raw = getattr(result, "raw", None)
-        if self._memory is not None:
-            # Nothing to interrupt in the in-process ledger: write it now.
-            entry = LedgerEntry(
-                state=EntryState.ACCEPTED,
-                fingerprint=print_,
-                updated_at=self._clock(),
-                data=raw,
-            )
-            try:
-                applied = self._memory.settle_now(key, entry, token=token)
-            except Exception:  # the same rule as _record
-                logger.exception("the ledger failed to record key=%s", key)
-                applied = None
-            self._recorded(key, applied=applied, trace=call.trace)
-            return result
         # In a task too: the answer is in, and a cancellation now must not
         # leave the entry in flight (a store may drop a write not yet begun).
         await self._finish(
@@ -231,33 +215,26 @@ class IdempotencyMiddleware:
         # Chosen before the claim is sent, so that a claim whose answer is
         # lost can still be given back: nobody else holds this token.
         token = new_token()
-        if self._memory is not None:
-            # It claims without awaiting: there is nothing to interrupt, and
-            # the default path stays free of tasks (a 10,000-call gather).
-            try:
-                return self._memory.claim_now(
-                    key, print_, lease=self._lease, token=token
-                )
-            except Exception as exc:
-                raise _claim_failed(call, repr(exc)) from exc
         loop = asyncio.get_running_loop()
-        claiming = loop.create_task(
-            self.ledger.claim(key, print_, lease=self._lease, token=token)
+        claiming = _start(
+            loop, self.ledger.claim(key, print_, lease=self._lease, token=token)
         )
-        remaining = call.remaining(loop.time())
-        try:
-            # asyncio.wait cancels nothing, at the deadline or when the
-            # caller is cancelled: a store's claim cut half-way may still
-            # commit (a thread, a server), and then it must be given back.
-            done, _ = await asyncio.wait(
-                (claiming,), timeout=None if remaining is None else max(remaining, 0)
-            )
-        except asyncio.CancelledError:
-            self._spawn(self._give_back_late(claiming, key, print_, token))
-            raise
-        if not done:
-            self._spawn(self._give_back_late(claiming, key, print_, token))
-            raise _claim_failed(call, "no answer within the call's deadline")
+        if not claiming.done():
+            remaining = call.remaining(loop.time())
+            try:
+                # asyncio.wait cancels nothing, at the deadline or when the
+                # caller is cancelled: a store's claim cut half-way may still
+                # commit (a thread, a server), and then it must be given back.
+                done, _ = await asyncio.wait(
+                    (claiming,),
+                    timeout=None if remaining is None else max(remaining, 0),
+                )
+            except asyncio.CancelledError:
+                self._spawn(self._give_back_late(claiming, key, print_, token))
+                raise
+            if not done:
+                self._spawn(self._give_back_late(claiming, key, print_, token))
+                raise _claim_failed(call, "no answer within the call's deadline")
         try:
             return claiming.result()
         # A ledger is user-pluggable: whatever its store raises, the caller
@@ -277,10 +254,9 @@ class IdempotencyMiddleware:
         Past the call's deadline plus :data:`LEDGER_MARGIN`, or if the
         caller is cancelled, the write goes on in the background.
         """
-        if self._memory is not None:
-            await record  # no await inside the in-process ledger: nothing to cut
-            return
         task = self._spawn(record)
+        if task.done():
+            return
         loop = asyncio.get_running_loop()
         remaining = call.remaining(loop.time())
         # asyncio.wait, like shield, leaves the write running when the
@@ -291,7 +267,9 @@ class IdempotencyMiddleware:
         )
 
     def _spawn(self, record: Coroutine[object, object, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(record)
+        task = _start(asyncio.get_running_loop(), record)
+        if task.done():
+            return task  # nothing left to wait for on closing
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return task
@@ -498,6 +476,21 @@ class IdempotencyMiddleware:
             call,
             "another worker is sending this tradeNo right now; query it later",
         )
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop, work: Coroutine[object, object, T]
+) -> asyncio.Task[T]:
+    """Run a ledger's *work* in a task of its own, as far as it goes at once.
+
+    A task, so that neither the caller's cancellation nor its deadline cuts
+    a store's write half-way. Started eagerly where asyncio can (3.12+): a
+    ledger that answers without waiting (the in-process one) is done
+    before this returns, and the caller need not wait for it.
+    """
+    if sys.version_info < (3, 12):  # pragma: no cover - 3.10 and 3.11
+        return loop.create_task(work)
+    return asyncio.eager_task_factory(loop, work)
 
 
 def _claim_action(claim: Claim) -> LedgerAction:

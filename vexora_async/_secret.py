@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from ._validation import encodable
 from .exceptions import InvalidRequestError
 
 
@@ -59,7 +60,7 @@ def secret_problem(value: object) -> str | None:
     """
     if not isinstance(value, str) or not value:
         return "must be a non-empty string (or a Secret holding one)"
-    if not _encodable(value):
+    if not encodable(value):
         return "must be valid Unicode (it holds a lone surrogate)"
     return None
 
@@ -118,11 +119,3 @@ def check_credential(field: str, value: object) -> str:
     if problem is not None:
         raise InvalidRequestError(field, problem)
     return value  # type: ignore[return-value]  # a str: checked just above
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -38,7 +38,7 @@ def _render(key: str, value: object) -> str | None:
     if isinstance(value, (int, Decimal)):
         return str(value)
     # A float's text is ambiguous (1e-05 vs 0.00001); callers keep numbers as
-    # the text they arrived as (see _notifications) or as Decimal.
+    # the text they arrived as (see notifications._parse) or as Decimal.
     raise InvalidRequestError(
         key, f"cannot sign a value of type {type(value).__name__}"
     )

@@ -153,11 +153,16 @@ def check_delay(field: str, value: object) -> float:
     return check_seconds(field, value, allow_zero=True)
 
 
-def check_count(field: str, value: object, minimum: int, maximum: int) -> int:
-    """Check an int (not a bool) between *minimum* and *maximum*."""
+def check_count(
+    field: str, value: object, minimum: int, maximum: int | None = None
+) -> int:
+    """Check an int (not a bool) between *minimum* and *maximum* (if any)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequestError(field, f"must be an int, not {type(value).__name__}")
-    if not minimum <= value <= maximum:
+    if maximum is None:
+        if value < minimum:
+            raise InvalidRequestError(field, f"must be at least {minimum}")
+    elif not minimum <= value <= maximum:
         raise InvalidRequestError(
             field, f"must be an int from {minimum} to {maximum:,}"
         )
@@ -201,16 +206,21 @@ MAX_NOTIFICATION_AGE = 7 * MAX_SECONDS
 _MAX_EPOCH = 95_617_584_000
 
 
+def check_kind(field: str, value: object) -> None:
+    """Check a notification kind: ``"payout"``, ``"deposit"`` or ``None``."""
+    if value is not None and value not in ("payout", "deposit"):
+        raise InvalidRequestError(field, "must be 'payout', 'deposit' or None")
+
+
 def check_notification_options(
     *, kind: object, max_bytes: object, max_age: object, now: object
 ) -> None:
-    """Check :func:`~vexora_async.parse_notification`'s options.
+    """Check :func:`~vexora_async.notifications.parse_notification`'s options.
 
     ``max_age=nan`` would switch the age check off and ``max_bytes="5"``
     fail as a bare ``TypeError``: each is refused here, naming the option.
     """
-    if kind is not None and kind not in ("payout", "deposit"):
-        raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+    check_kind("kind", kind)
     check_count("max_bytes", max_bytes, 1, MAX_NOTIFICATION_BYTES)
     if max_age is not None:
         check_seconds("max_age", max_age, maximum=MAX_NOTIFICATION_AGE)
@@ -227,6 +237,11 @@ def check_flag(field: str, value: object) -> bool:
     return value
 
 
+def encodable(text: str) -> bool:
+    """Tell whether UTF-8 can encode *text*, that is, it holds no lone surrogate."""
+    return _SURROGATE.search(text) is None
+
+
 def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str:
     """Check a free-text field: a non-empty str with no edge whitespace."""
     if not isinstance(value, str):
@@ -241,7 +256,7 @@ def check_text(field: str, value: object, *, max_length: int = _MAX_TEXT) -> str
         raise InvalidRequestError(field, f"is longer than {max_length} characters")
     if _CONTROL.search(value):
         raise InvalidRequestError(field, "contains control characters")
-    if _SURROGATE.search(value):
+    if not encodable(value):
         raise InvalidRequestError(field, "is not valid Unicode (a lone surrogate)")
     return value
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
 
 try:
+    # Whether this is the process's first import of OpenTelemetry's metrics
+    # API: then no meter provider can have been set yet (see below).
+    _METRICS_API_FRESH = "opentelemetry.metrics" not in sys.modules
     from opentelemetry import context as otel_context
     from opentelemetry import metrics, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -34,15 +38,6 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess
         "vexora_async.otel needs OpenTelemetry's API: pip install 'vexora-async[otel]'"
     )
     raise ImportError(msg) from exc
-
-try:
-    # The global providers' state: private, checked against
-    # opentelemetry-api 1.20-1.45 (see providers_configured).
-    from opentelemetry.metrics import _internal as _metrics_internal
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-except ImportError:  # pragma: no cover - a future API
-    _metrics_internal = None  # type: ignore[assignment]
-    _ProxyMeterProvider = None  # type: ignore[assignment,misc]
 
 from ._telemetry import (
     DURATION_BUCKETS,
@@ -71,13 +66,16 @@ from .events import (
 from .exceptions import InvalidRequestError
 
 
-#: Read the globals directly, unless a provider is named in the environment
-#: (then the API makes it on first use) or the globals moved.
-_GLOBALS_READABLE = (
-    hasattr(trace, "_TRACER_PROVIDER")
-    and hasattr(_metrics_internal, "_METER_PROVIDER")
-    and not {"OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"}
-    & os.environ.keys()
+#: What ``get_meter_provider()`` returns while no meter provider is set,
+#: if we know it; ``None`` if one may have been set already. OpenTelemetry
+#: has no public way to tell its placeholder from a provider (the tracer
+#: side has ``ProxyTracerProvider``), but the placeholder is one object
+#: until a provider replaces it, and none can be set before the metrics
+#: API is first imported, unless the environment names one.
+_UNSET_METER_PROVIDER: MeterProvider | None = (
+    metrics.get_meter_provider()
+    if _METRICS_API_FRESH and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
+    else None
 )
 
 if TYPE_CHECKING:
@@ -132,24 +130,19 @@ class _OpenCall:
 
 
 def providers_configured() -> bool:
-    """Tell whether a global tracer or meter provider has been set.
+    """Tell whether a global tracer or meter provider may have been set.
 
     Until one is, OpenTelemetry's API records nothing, and the client's
     automatic hook is skipped (about 40 µs per call saved); the first call
     after ``set_tracer_provider`` or ``set_meter_provider`` is traced.
+    When it cannot tell (the metrics API was imported before this module),
+    the answer is yes: a lost metric costs more than the hook does.
     """
-    if _GLOBALS_READABLE:
-        # What get_tracer_provider() returns when set, without its lookup
-        # of the environment on every call.
-        return (
-            trace._TRACER_PROVIDER is not None  # noqa: SLF001
-            or _metrics_internal._METER_PROVIDER is not None  # noqa: SLF001
-        )
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return True
-    if _ProxyMeterProvider is None:  # pragma: no cover - a future API
-        return True  # cannot tell: trace, as without this check
-    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+    return (
+        _UNSET_METER_PROVIDER is None
+        or metrics.get_meter_provider() is not _UNSET_METER_PROVIDER
+        or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    )
 
 
 class OpenTelemetryHook(EventAdapter):

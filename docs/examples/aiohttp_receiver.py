@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 
 from aiohttp import web
-from vexora_async import (
+from vexora_async import NotificationError
+from vexora_async.notifications import (
     Notification,
-    NotificationError,
     NotificationReceiver,
     parse_notification,
 )

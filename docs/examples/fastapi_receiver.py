@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.routing import Route
-from vexora_async import Notification, NotificationReceiver
+from vexora_async.notifications import Notification, NotificationReceiver
 
 
 if TYPE_CHECKING:

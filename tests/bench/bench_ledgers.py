@@ -91,8 +91,7 @@ async def open_ledger(kind: str, tmp: Path) -> AsyncIterator[Any]:
 
 async def claim_settle(ledger: Any, key: str) -> None:
     """One new payout's ledger work: claim, then settle accepted."""
-    from vexora_async import EntryState, LedgerEntry
-    from vexora_async.ledgers import new_token
+    from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
     claim = await ledger.claim(key, "f" * 64, lease=180.0, token=new_token())
     entry = LedgerEntry(

@@ -38,9 +38,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import vexora_async
 from bench_throughput import MERCHANT_NO, SECRET, TransportName, payout
-from vexora_async import EntryState, LedgerEntry, MemoryLedger, VexoraClient
-from vexora_async.ledgers import new_token
+from vexora_async import MemoryLedger, VexoraClient
+from vexora_async.ledgers import EntryState, LedgerEntry, new_token
 
 
 if TYPE_CHECKING:
@@ -214,5 +215,10 @@ if __name__ == "__main__":
         with contextlib.suppress(OSError):  # not allowed here: run unpinned
             os.sched_setaffinity(0, {int(sys.argv[4])})
     print(  # noqa: T201 - the runner reads this line
-        json.dumps(asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3])))
+        json.dumps(
+            {
+                **asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3])),
+                "sdk_path": vexora_async.__file__,
+            }
+        )
     )

@@ -2,7 +2,9 @@
 
 Run as ``python tests/bench/bench_throughput.py CLIENT CONCURRENCY N REPEATS
 URL [CPU] [--loop uvloop]``; prints one JSON object (requests per second
-and CPU µs per request of each repeat). Each repeat sends *N* requests from
+and CPU µs per request of each repeat, and where ``vexora_async`` was
+imported from: ``run.py --baseline`` puts another checkout first on the
+path). Each repeat sends *N* requests from
 *CONCURRENCY* tasks gathered at once (no limiter of the benchmark's own:
 what the caller's ``gather`` gives the client is what it gets), after a
 warm-up that opens the connections. ``--loop uvloop`` runs the client on
@@ -19,10 +21,10 @@ The clients, each used as a user would, with default settings:
 ``httpx``
     one shared ``httpx.AsyncClient()`` with default limits, POSTing the
     bytes of a signed payout: the naive way.
-``httpx-sdkpool``
-    one shared ``httpx.AsyncClient`` mounted on the SDK's own pooled
-    transport (``ShardedTransport(max_connections=100)``), the same bytes
-    and the same limiter-free gather: the exchange the SDK's default makes,
+``httpx-limits``
+    one shared ``httpx.AsyncClient`` with the limits the SDK gives its own
+    by default (all of its connections kept alive), the same bytes and
+    the same limiter-free gather: the exchange the SDK's default makes,
     without the SDK. The SDK default's CPU per request minus this one's is
     the SDK's own work in place.
 ``aiohttp``
@@ -35,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib
 import json
 import os
 import sys
@@ -45,7 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import httpx
+import vexora_async
 from vexora_async import BankCode, PayoutRequest, VexoraClient, sign
+from vexora_async._transports._httpx import default_limits
 
 
 if TYPE_CHECKING:
@@ -56,13 +59,12 @@ T = TypeVar("T")
 #: The SDK's ``transport`` argument (spelled here, not imported: the
 #: transports are moving between private modules).
 TransportName = Literal["httpx", "aiohttp"]
-CLIENTS = ["sdk", "httpx", "httpx-sdkpool", "sdk-aiohttp", "aiohttp"]
+CLIENTS = ["sdk", "httpx", "httpx-limits", "sdk-aiohttp", "aiohttp"]
 LOOPS = ["asyncio", "uvloop"]
-#: Where the SDK's pooled transport lives, newest layout first: the
-#: transports are moving into one ``_transports`` subpackage (issue 14).
-SDK_POOL_MODULES = ("vexora_async._transports", "vexora_async._pool")
-#: The SDK's default ``max_connections``, for the raw client on its pool.
-SDK_MAX_CONNECTIONS = 100
+#: The pool limits the SDK gives the httpx client it makes, by default (read
+#: from the SDK under test: they change from version to version).
+SDK_LIMITS = default_limits()
+SDK_MAX_CONNECTIONS = SDK_LIMITS.max_connections or 0
 
 MERCHANT_NO = "1000000001"
 SECRET = "app-secret-0001"
@@ -169,9 +171,13 @@ async def measure(
                 lambda i: sdk.create_payout(payout(i)), concurrency, n, repeats
             )
     body = payout_bytes()
-    if client in {"httpx", "httpx-sdkpool"}:
-        mounted = sdk_pool(SDK_MAX_CONNECTIONS) if client == "httpx-sdkpool" else None
-        async with httpx.AsyncClient(transport=mounted) as http:
+    if client in {"httpx", "httpx-limits"}:
+        http = (
+            httpx.AsyncClient(limits=SDK_LIMITS)
+            if client == "httpx-limits"
+            else httpx.AsyncClient()  # the naive way: httpx's default limits
+        )
+        async with http:
 
             async def post_httpx(_: int) -> object:
                 response = await http.post(url, content=body, headers=HEADERS)
@@ -187,30 +193,6 @@ async def measure(
 
             return await run(post_aiohttp, concurrency, n, repeats)
     msg = f"unknown client {client!r}"
-    raise SystemExit(msg)
-
-
-def sdk_pool(max_connections: int) -> httpx.AsyncBaseTransport:
-    """The SDK's own pooled transport, ``ShardedTransport``, wherever it lives.
-
-    Looked up by name rather than by a ``try``/``except ImportError``
-    around two imports: mypy would flag whichever of the two modules the
-    checked-out SDK does not have.
-    """
-    for name in SDK_POOL_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module is there but broken: say so
-                raise
-            continue
-        factory: Any = getattr(module, "ShardedTransport", None)
-        if factory is not None:
-            transport: httpx.AsyncBaseTransport = factory(
-                max_connections=max_connections
-            )
-            return transport
-    msg = f"no ShardedTransport in any of {', '.join(SDK_POOL_MODULES)}"
     raise SystemExit(msg)
 
 
@@ -273,6 +255,7 @@ def main() -> None:
                 "rates": rates,
                 "cpu_us": cpu_us,
                 "errors": errors,
+                "sdk_path": vexora_async.__file__,
             }
         )
     )

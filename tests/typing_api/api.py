@@ -48,6 +48,12 @@ from vexora_async import (
     sign,
     verify,
 )
+from vexora_async.ledgers import Claim, EntryState, LedgerEntry, new_token
+from vexora_async.notifications import (
+    MemoryNotificationStore,
+    NotificationStore,
+)
+from vexora_async.notifications import Notification as CallbackRecord
 from vexora_async.testing import (
     CallbackRecorder,
     FakeGateway,
@@ -89,6 +95,12 @@ async def client_calls() -> None:
         assert_type(client.http_client, httpx.AsyncClient)
         assert_type(client.retry_policy, RetryPolicy)
         assert_type(client.base_url, str)
+        assert_type(client.ledger_key(REQUEST), str)
+        assert_type(client.ledger_fingerprint(REQUEST), str)
+        entry = await client.ledger.get(client.ledger_key(REQUEST))
+        assert_type(entry, LedgerEntry | None)
+        if entry is not None:
+            assert_type(entry.state, EntryState)
 
 
 async def results() -> None:
@@ -175,6 +187,17 @@ async def callbacks(body: bytes) -> None:
 
     receiver = NotificationReceiver("secret", handler)
     assert_type(await receiver.respond(body), ReceiverResponse)
+    # One record type, whichever path it is imported by.
+    assert_type(notification, CallbackRecord)
+    store: NotificationStore = MemoryNotificationStore()
+    assert_type(await store.was_handled(notification.dedup_key), bool)
+
+
+async def ledger_plumbing(ledger: SQLiteLedger) -> None:
+    """A ledger's implementer finds its records in vexora_async.ledgers."""
+    claim = await ledger.claim("key", "print", lease=60, token=new_token())
+    assert_type(claim, Claim)
+    assert_type(claim.prior, LedgerEntry | None)
 
 
 def helpers() -> None:

@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vexora_async._notifications import (
+from vexora_async._secret import Secret, secret_problem
+from vexora_async._signer import SIGN_FIELD
+from vexora_async.exceptions import NotificationError
+from vexora_async.notifications._parse import (
     DEFAULT_MAX_BYTES,
     decode_fields,
     describe,
     parse_notification,
 )
-from vexora_async._secret import Secret, secret_problem
-from vexora_async._signer import SIGN_FIELD
-from vexora_async.exceptions import NotificationError
 
 from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
 

@@ -15,8 +15,9 @@ used, so ``import vexora_async`` works without either installed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from vexora_async._extras import load
 
 from ._memory import MemoryLedger
 from ._protocol import (
@@ -52,27 +53,11 @@ __all__ = [
 LAZY = {
     "PostgresLedger": ("vexora_async.ledgers._postgres", "postgres"),
     "RedisLedger": ("vexora_async.ledgers._redis", "redis"),
-    # The callback receiver's store lives beside the receiver, not here.
-    "RedisNotificationStore": ("vexora_async._redis_notifications", "redis"),
 }
-
-
-def load(name: str) -> object:
-    """Import the module behind *name* on first use, with an extra's hint."""
-    module_name, extra = LAZY[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        msg = (
-            f"{name} needs the {extra!r} extra: "
-            f"python -m pip install 'vexora-async[{extra}]' ({exc})"
-        )
-        raise ImportError(msg) from exc
-    return getattr(module, name)
 
 
 def __getattr__(name: str) -> object:
     if name in LAZY:
-        return load(name)
+        return load(name, *LAZY[name])
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

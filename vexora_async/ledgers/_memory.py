@@ -61,22 +61,12 @@ class MemoryLedger:
     def __len__(self) -> int:
         return len(self._in_flight) + len(self._settled)
 
-    # No await inside: each method runs atomically on the event loop. The
-    # idempotency layer calls the *_now forms directly (no coroutine).
+    # No await inside: each method runs atomically on the event loop, and
+    # is done by the time the idempotency layer would wait for it (3.12+).
     async def claim(
         self, key: str, fingerprint: str, *, lease: float, token: str
     ) -> Claim:
         """See :meth:`~vexora_async.Ledger.claim`."""
-        return self.claim_now(key, fingerprint, lease=lease, token=token)
-
-    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
-        """See :meth:`~vexora_async.Ledger.settle`."""
-        return self.settle_now(key, entry, token=token)
-
-    def claim_now(
-        self, key: str, fingerprint: str, *, lease: float, token: str
-    ) -> Claim:
-        """Do what :meth:`claim` does, synchronously."""
         check_lease(lease)
         check_token(token)
         now = self._clock()
@@ -93,8 +83,8 @@ class MemoryLedger:
         )
         return Claim(granted=True, prior=prior, token=token)
 
-    def settle_now(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
-        """Do what :meth:`settle` does, synchronously."""
+    async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
+        """See :meth:`~vexora_async.Ledger.settle`."""
         check_settled(entry)
         if not self._owns(key, token):
             return False

@@ -20,14 +20,10 @@ import json
 import logging
 import secrets
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import sql
-
-from vexora_async._idempotency import fingerprint
-from vexora_async._middleware import Call
-from vexora_async._operations import Operation
 
 from ._protocol import (
     Claim,
@@ -47,7 +43,6 @@ if TYPE_CHECKING:
 
     import psycopg_pool
 
-    from vexora_async._client import VexoraClient
     from vexora_async._models import PayoutRequest
 
 _T = TypeVar("_T")
@@ -101,6 +96,28 @@ def _lock_id(table: str) -> int:
     """Return the advisory lock key that serialises creating *table*."""
     digest = hashlib.sha256(f"vexora-async ledger {table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PayoutClaimer(Protocol):
+    """What :meth:`PostgresLedger.claim_payout` needs of a client.
+
+    :class:`~vexora_async.VexoraClient` is one; this ledger names no more of
+    it, so the client's module and this one do not import each other.
+    """
+
+    @property
+    def ledger(self) -> object:
+        """The ledger the client records its calls in."""
+
+    @property
+    def claim_lease(self) -> float:
+        """Seconds a claim is respected by other workers."""
+
+    def ledger_key(self, request: PayoutRequest) -> str:
+        """Return the ledger key of *request*."""
+
+    def ledger_fingerprint(self, request: PayoutRequest) -> str:
+        """Return the fingerprint recorded with *request*'s key."""
 
 
 class PostgresLedger:
@@ -305,7 +322,7 @@ class PostgresLedger:
     async def claim_payout(
         self,
         connection: psycopg.AsyncConnection[Any],
-        client: VexoraClient,
+        client: PayoutClaimer,
         request: PayoutRequest,
     ) -> Claim:
         """Claim *request*'s tradeNo for *client* in your transaction.
@@ -314,21 +331,21 @@ class PostgresLedger:
         commit, ``client.create_payout(request)`` in this process takes
         the claim over instead of claiming anew. Not granted: *prior* says
         why (already settled, or in flight elsewhere). Granted: *token*
-        releases the claim if you do not send after all. *client* must
-        use this ledger. Nothing is kept in memory for the claim, whether
+        releases the claim if you do not send after all. *client*, a
+        :class:`~vexora_async.VexoraClient`, must use this ledger; the
+        claim is made under its
+        :meth:`~vexora_async.VexoraClient.ledger_key` and
+        :meth:`~vexora_async.VexoraClient.ledger_fingerprint`, for its
+        ``claim_lease``. Nothing is kept in memory for the claim, whether
         your transaction commits or rolls back.
         """
         if client.ledger is not self:
             msg = "the client does not use this ledger"
             raise ValueError(msg)
-        idempotency = client._idempotency  # noqa: SLF001 - one package
-        call = Call(Operation.CREATE_PAYOUT, {}, request.trade_no)
-        key = idempotency.key(call)
-        print_ = fingerprint(client._codec.encode(request))  # noqa: SLF001
         return await self._claim(
             connection,
-            key,
-            print_,
+            client.ledger_key(request),
+            client.ledger_fingerprint(request),
             lease=client.claim_lease,
             token=self._handed + new_token(),
             handed=False,

@@ -73,12 +73,13 @@ class LedgerEntry:
 
 @attrs.frozen
 class Claim:
-    """The answer to :meth:`Ledger.claim`.
+    """The answer to :meth:`~vexora_async.Ledger.claim`.
 
     *granted*: the caller now owns the tradeNo (it is ``IN_FLIGHT``) and
     may send; *token* is its fencing token (the one the caller chose), to
-    pass to :meth:`Ledger.settle` or :meth:`Ledger.release`. *prior*: the
-    entry that was there before, if any. Granted with a prior entry means
+    pass to :meth:`~vexora_async.Ledger.settle` or
+    :meth:`~vexora_async.Ledger.release`. *prior*: the entry that was there
+    before, if any. Granted with a prior entry means
     the prior attempt's outcome was unknown (or its worker died):
     reconcile before sending. Not granted: *prior* says why (already
     accepted or rejected, in flight elsewhere, or a different payload).
@@ -101,9 +102,10 @@ class Ledger(Protocol):
         *fingerprint* and is ``UNKNOWN`` or an ``IN_FLIGHT`` older than
         *lease* seconds by the store's clock (its worker is presumed
         dead); the entry becomes ``IN_FLIGHT`` owned by *token* (a fresh
-        :func:`new_token`, chosen before the claim is sent), which the
-        grant carries. Remember whether the grant took an entry over:
-        :meth:`release` needs it. Otherwise change nothing and refuse.
+        :func:`~vexora_async.ledgers.new_token`, chosen before the claim is
+        sent), which the grant carries. Remember whether the grant took an
+        entry over: :meth:`release` needs it. Otherwise change nothing and
+        refuse.
         """
 
     async def settle(self, key: str, entry: LedgerEntry, *, token: str) -> bool:
@@ -137,7 +139,7 @@ class Ledger(Protocol):
 def may_take_over(
     entry: LedgerEntry, fingerprint: str, now: float, lease: float
 ) -> bool:
-    """Apply the claim rule of :meth:`Ledger.claim` (for implementations)."""
+    """Apply the claim rule of :meth:`~vexora_async.Ledger.claim`, for ledgers."""
     if entry.fingerprint != fingerprint:
         return False
     if entry.state is EntryState.UNKNOWN:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from vexora_async._receiver import serve_lifespan
 from vexora_async._signer import SIGN_FIELD, verify
+from vexora_async.notifications._receiver import serve_lifespan
 
 from ._config import SANDBOX_APP_SECRET
 

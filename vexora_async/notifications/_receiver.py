@@ -16,7 +16,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -25,21 +24,34 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from ._deadline import run_until
-from ._masking import mask_digit_runs
-from ._notifications import (
-    DEFAULT_MAX_BYTES,
-    Notification,
-    NotificationKind,
-    parse_notification,
+from vexora_async._deadline import run_until
+from vexora_async._masking import mask_digit_runs
+from vexora_async._secret import Secret, as_secret
+from vexora_async._validation import (
+    MAX_NOTIFICATION_AGE,
+    MAX_NOTIFICATION_BYTES,
+    check_callable,
+    check_count,
+    check_kind,
+    check_seconds,
 )
-from ._secret import Secret, as_secret
-from .events import CallbackHandled, Event, as_hooks, emit
-from .exceptions import InvalidRequestError, NotificationError, NotificationTooLarge
+from vexora_async.events import CallbackHandled, Event, as_hooks, emit
+from vexora_async.exceptions import (
+    InvalidRequestError,
+    NotificationError,
+    NotificationTooLarge,
+)
+
+from ._parse import DEFAULT_MAX_BYTES, parse_notification
+from ._stores import MemoryNotificationStore, NotificationStore
+
+
+if TYPE_CHECKING:
+    from ._records import Notification, NotificationKind
 
 
 logger = logging.getLogger("vexora_async.notifications")
@@ -54,10 +66,6 @@ DEFAULT_BODY_TIMEOUT = 3.0
 #: arrived when the request reaches the receiver (a real callback's, as a
 #: rule) never waits, so it needs no slot.
 DEFAULT_MAX_BODY_READS = 100
-#: Far beyond any callback; a larger cap would defeat its purpose.
-MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024
-#: A day: any longer "timeout" is a unit mistake (milliseconds?).
-_MAX_SECONDS = 86_400.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,51 +87,6 @@ class Handler(Protocol):
 
 
 _TEXT = "text/plain; charset=utf-8"
-
-
-@runtime_checkable
-class NotificationStore(Protocol):
-    """Remembers which notifications were handled, by their ``dedup_key``.
-
-    Implement it over your database or Redis to share it between processes
-    and keep it across restarts. The receiver calls :meth:`was_handled`
-    before the handler and :meth:`mark_handled` after it succeeded.
-    """
-
-    async def was_handled(self, key: str) -> bool:
-        """Tell whether *key* was marked handled."""
-        ...
-
-    async def mark_handled(self, key: str) -> None:
-        """Remember that *key* was handled."""
-        ...
-
-
-class MemoryNotificationStore:
-    """The default store: this process's memory, bounded.
-
-    Forgets the oldest keys beyond *max_entries*, and everything on a
-    restart, and is not shared between worker processes: a handler must
-    still be idempotent on its own (see "Receiving callbacks").
-    """
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._max_entries = _count("max_entries", max_entries)
-        self._keys: OrderedDict[str, None] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    async def was_handled(self, key: str) -> bool:
-        """Tell whether *key* was marked handled (and is still remembered)."""
-        return key in self._keys
-
-    async def mark_handled(self, key: str) -> None:
-        """Remember *key*, forgetting the oldest key when full."""
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._max_entries:
-            self._keys.popitem(last=False)
 
 
 @attrs.frozen
@@ -235,7 +198,7 @@ class NotificationReceiver:
 
     For each POST it reads the body (at most *max_body_bytes*, within
     *body_timeout* seconds), verifies it with
-    :func:`~vexora_async.parse_notification` (with *kind* and *max_age*),
+    :func:`~vexora_async.notifications.parse_notification` (with *kind* and *max_age*),
     and awaits ``handler(notification, already_handled=...)``.
     *already_handled* is true when *store* says this (kind, tradeNo,
     status) was handled before; deliveries of the same one never run the
@@ -286,29 +249,31 @@ class NotificationReceiver:
             self._app_secret = as_secret(app_secret)
         finally:  # from here on only the masked wrapper
             del app_secret
-        if not callable(handler):
-            raise InvalidRequestError("handler", "must be an async callable")
-        if kind not in {None, "payout", "deposit"}:
-            raise InvalidRequestError("kind", "must be 'payout', 'deposit' or None")
+        check_callable("handler", handler)
+        check_kind("kind", kind)
         if store is not None and not isinstance(store, NotificationStore):
             raise InvalidRequestError(
                 "store",
                 "must have async was_handled(key) and mark_handled(key) methods",
             )
-        if not callable(clock):
-            raise InvalidRequestError("clock", "must be a callable returning seconds")
+        check_callable("clock", clock)
         self._handler = handler
         self.kind = kind
         self.store: NotificationStore = (
             MemoryNotificationStore() if store is None else store
         )
-        self.max_body_bytes = _count(
-            "max_body_bytes", max_body_bytes, maximum=MAX_BODY_BYTES_LIMIT
+        # The checks parse_notification runs on each body, run once here.
+        self.max_body_bytes = check_count(
+            "max_body_bytes", max_body_bytes, 1, MAX_NOTIFICATION_BYTES
         )
-        self.handler_timeout = _seconds("handler_timeout", handler_timeout)
-        self.max_age = None if max_age is None else _seconds("max_age", max_age)
-        self.body_timeout = _seconds("body_timeout", body_timeout)
-        self.max_body_reads = _count("max_body_reads", max_body_reads)
+        self.handler_timeout = check_seconds("handler_timeout", handler_timeout)
+        self.max_age = (
+            None
+            if max_age is None
+            else check_seconds("max_age", max_age, maximum=MAX_NOTIFICATION_AGE)
+        )
+        self.body_timeout = check_seconds("body_timeout", body_timeout)
+        self.max_body_reads = check_count("max_body_reads", max_body_reads, 1)
         self._clock = clock
         self._hooks = as_hooks(on_event)
         self._locks = _KeyedLocks()
@@ -620,30 +585,6 @@ class _Throttle:
         )
         template = msg + "%s"
         logger.warning(template, *args, suffix)
-
-
-def _seconds(field: str, value: object) -> float:
-    """Check a duration option: a finite number of seconds, over 0, at most a day."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(
-            field, f"must be a number of seconds, not {type(value).__name__}"
-        )
-    if not 0 < value <= _MAX_SECONDS:  # NaN fails both
-        raise InvalidRequestError(
-            field, f"must be over 0 and at most {_MAX_SECONDS:.0f} seconds"
-        )
-    return float(value)
-
-
-def _count(field: str, value: object, *, maximum: int | None = None) -> int:
-    """Check a count option: an int of at least 1 (and at most *maximum*)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequestError(field, f"must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise InvalidRequestError(field, "must be at least 1")
-    if maximum is not None and value > maximum:
-        raise InvalidRequestError(field, f"must be at most {maximum}")
-    return value
 
 
 async def _send(send: Send, response: ReceiverResponse) -> None:

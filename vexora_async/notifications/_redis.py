@@ -9,7 +9,7 @@ import redis.asyncio
 
 
 class RedisNotificationStore:
-    """A :class:`~vexora_async.NotificationStore` in Redis (the ``redis`` extra).
+    """A :class:`NotificationStore` in Redis (the ``redis`` extra).
 
     Callback deduplication then holds across receiver replicas and
     restarts. Keys are *prefix* + the notification's ``dedup_key``, and

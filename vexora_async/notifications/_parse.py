@@ -17,19 +17,16 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from ._json import unique_object
-from ._models import BankCode, TransactionStatus
-from ._secret import Secret, as_secret
-from ._signer import SIGN_FIELD, canonical_string, sign, verify
-from ._validation import check_notification_options
-from .exceptions import (
+from vexora_async._json import unique_object
+from vexora_async._models import BankCode, TransactionStatus
+from vexora_async._secret import Secret, as_secret
+from vexora_async._signer import SIGN_FIELD, canonical_string, sign, verify
+from vexora_async._validation import check_notification_options, encodable
+from vexora_async.exceptions import (
     InvalidRequestError,
     MalformedNotification,
     NotificationError,
@@ -38,11 +35,20 @@ from .exceptions import (
     StaleNotification,
 )
 
+from ._records import (
+    DepositNotification,
+    Notification,
+    NotificationKind,
+    PayoutNotification,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 #: A callback is a few hundred bytes; anything near this cap is not one.
 DEFAULT_MAX_BYTES = 64 * 1024
-
-NotificationKind = Literal["payout", "deposit"]
 
 _SIGN_LENGTH = 32
 _LOWER_HEX = re.compile(r"[0-9a-f]{32}")
@@ -60,80 +66,6 @@ class _JsonNumber(str):
     """A JSON number, kept as the exact text it arrived as."""
 
     __slots__ = ()
-
-
-def _raw_field() -> Any:
-    return attrs.field(factory=dict, repr=False, eq=False)
-
-
-@attrs.frozen(kw_only=True)
-class _NotificationFields:
-    """The fields every callback carries; see the two concrete records."""
-
-    kind: ClassVar[NotificationKind]
-
-    #: Your own transaction number, as sent in the request.
-    trade_no: str
-    #: The transaction's state: check :attr:`TransactionStatus.is_final`
-    #: before acting, and never move a final state back to processing.
-    status: TransactionStatus
-    #: The amount actually moved, in kyat; may be less than requested
-    #: (partial pay-ins).
-    amount: Decimal
-    platform_trade_no: str | None = None
-    message: str | None = None
-    #: Gateway-local time, naive: the gateway does not say which zone.
-    success_time: datetime | None = None
-    #: The gateway's ``timestamp``, milliseconds since the epoch.
-    timestamp: int | None = None
-    #: The body exactly as received and verified. JSON numbers appear as
-    #: their literal text (``"3.0000"``), as they were signed.
-    raw: Mapping[str, Any] = _raw_field()
-
-    @property
-    def dedup_key(self) -> str:
-        """Identify this (kind, tradeNo, status): one fact, however often sent.
-
-        A JSON array, so that no trade number can collide with another's
-        key; usable as-is as a database or Redis key.
-        """
-        return json.dumps(
-            [self.kind, self.trade_no, str(self.status)],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-
-
-@attrs.frozen(kw_only=True)
-class PayoutNotification(_NotificationFields):
-    """A verified callback about a payout (disbursement).
-
-    Fields: *trade_no*, *status* (a :class:`TransactionStatus`), *amount*
-    (the amount moved, a ``Decimal``), and, when sent, *platform_trade_no*,
-    *message*, *success_time* (naive, gateway-local), *timestamp* (epoch
-    milliseconds); *raw* is the body as verified.
-    """
-
-    kind: ClassVar[NotificationKind] = "payout"
-
-
-@attrs.frozen(kw_only=True)
-class DepositNotification(_NotificationFields):
-    """A verified callback about a pay-in (deposit).
-
-    The fields of :class:`PayoutNotification`, and *channel_code* and
-    *way_code*: the pay-in's channel (``EWALLET``) and
-    wallet (``KBZPAY``, ``WAVEPAY``), when the gateway sends them.
-    """
-
-    kind: ClassVar[NotificationKind] = "deposit"
-
-    channel_code: str | None = None
-    way_code: BankCode | None = None
-
-
-#: Either record; use ``match`` or ``isinstance`` on it.
-Notification = PayoutNotification | DepositNotification
 
 
 # -- decoding ---------------------------------------------------------------
@@ -184,7 +116,7 @@ def decode_fields(
         raise MalformedNotification(msg)
     for key, value in obj.items():
         # A lone surrogate ("\ud800") decodes but cannot be signed as UTF-8.
-        if not _encodable(key) or (isinstance(value, str) and not _encodable(value)):
+        if not encodable(key) or (isinstance(value, str) and not encodable(value)):
             msg = "the body holds a string that is not valid Unicode"
             raise MalformedNotification(msg)
     return obj
@@ -210,14 +142,6 @@ def _json_type(obj: object) -> str:
     if isinstance(obj, bool):
         return "boolean"
     return "null"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _plain(value: Any) -> Any:
