@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vexora_async._extras import load
+from vexora_async._extras import lazy_names
 
 from ._memory import MemoryLedger
 from ._protocol import (
@@ -56,8 +56,4 @@ LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in LAZY:
-        return load(name, *LAZY[name])
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__ = lazy_names(__name__, LAZY)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vexora_async._extras import load
+from vexora_async._extras import lazy_names
 
 from ._parse import parse_notification
 from ._receiver import NotificationReceiver, ReceiverResponse
@@ -44,8 +44,4 @@ LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in LAZY:
-        return load(name, *LAZY[name])
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__ = lazy_names(__name__, LAZY)

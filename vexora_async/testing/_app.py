@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from vexora_async._deadline import run_until
+from vexora_async._options import is_loopback
 from vexora_async.exceptions import VexoraError
 
 from ._control import control_path, handle_control
@@ -52,12 +52,7 @@ def _is_loopback(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 class SandboxApp:
