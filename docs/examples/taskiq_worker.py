@@ -57,7 +57,10 @@ NOTHING_SENT = (ConnectError, LedgerError, ClientClosedError)
 #: How long after an unknown outcome to ask the gateway again.
 RESOLVE_AFTER = dt.timedelta(minutes=5)
 #: Jobs at once per worker process: at most the client's max_connections.
-CONCURRENCY = 50
+#: 20 is the default transport's default; past it httpx's pool costs more
+#: CPU than it adds throughput (docs/performance.md). For more, run more
+#: worker processes, or pass transport="aiohttp" with the aiohttp extra.
+CONCURRENCY = 20
 
 
 class Payouts(Protocol):
