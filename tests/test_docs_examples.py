@@ -44,6 +44,8 @@ from vexora_async.testing import (
     serve_sandbox,
 )
 
+from tests.servers import postgres_dsn, redis_url
+
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -56,6 +58,14 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: The most blocks that may be marked fragments, over every page.
 MAX_FRAGMENTS = 12
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+#: The servers a page's blocks use, by the environment variable they read:
+#: ``REDIS_URL`` (a redis:// URL) and ``DATABASE_URL`` (a PostgreSQL
+#: conninfo). Without the test servers the page skips (fails in CI), as the
+#: ledger tests do (tests/servers.py). Blocks that write pick names of
+#: their own (a key prefix, a table) and remove them.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "workers.md": ("REDIS_URL", "DATABASE_URL"),
+}
 #: Pages whose blocks do not all run yet (issue 20 is rewriting them); each
 #: fix takes its page off this list, and an empty list is the goal.
 NOT_YET = {
@@ -198,6 +208,9 @@ def test_every_block_on_the_page_runs(
     monkeypatch.setenv("VEXORA_MERCHANT_NO", SANDBOX_MERCHANT_NO)
     monkeypatch.setenv("VEXORA_APP_SECRET", SANDBOX_APP_SECRET)
     monkeypatch.chdir(ROOT)
+    servers = {"REDIS_URL": redis_url, "DATABASE_URL": postgres_dsn}
+    for name in NEEDS.get(page.name, ()):
+        monkeypatch.setenv(name, servers[name]())
     blocks, _ = python_blocks(page)
     ran, skipped = run_page(page)
     assert ran + len(skipped) == blocks
