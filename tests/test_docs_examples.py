@@ -76,7 +76,6 @@ NOT_YET = {
     "errors.md",
     "index.md",
     "payouts.md",
-    "performance.md",
     "quickstart.md",
     "retries.md",
     "workers.md",
