@@ -75,12 +75,9 @@ NOT_YET = {
     "deposits.md",
     "errors.md",
     "index.md",
-    "observability.md",
     "payouts.md",
-    "performance.md",
     "quickstart.md",
     "retries.md",
-    "testing.md",
     "workers.md",
 }
 

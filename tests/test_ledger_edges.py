@@ -380,8 +380,9 @@ async def test_a_stale_claim_of_a_stalled_worker_is_taken_over() -> None:
 
 
 def _paged_actions() -> re.Pattern[str]:
-    """The action regex of the page alert in docs/observability.md."""
-    doc = (Path(__file__).parent.parent / "docs" / "observability.md").read_text()
+    """The action regex of the page alert (docs/observability/alerts.yml)."""
+    rules = Path(__file__).parent.parent / "docs" / "observability" / "alerts.yml"
+    doc = rules.read_text(encoding="utf-8")
     found = re.search(
         r'vexora_ledger_actions_total\{action=~"([^"]+)"\}', doc, flags=re.MULTILINE
     )

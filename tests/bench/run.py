@@ -16,7 +16,7 @@ order rotating from round to round), so that a noisy neighbour slows all
 clients of a round alike. When uvloop is installed, the same rounds at
 c=10 and c=100 also run the clients on uvloop. Then the per-call CPU
 timings and the memory scenarios; writes ``docs/performance/results.md``,
-``results.json`` and ``throughput.png``.
+``results.json`` and ``throughput.svg``.
 
 The SDK's own work in place is computed from the same rounds: the SDK's CPU
 per request minus that of the raw client making the same exchange (raw
@@ -563,7 +563,7 @@ def main() -> None:
 def write(results: dict[str, Any], target: Path) -> None:
     """Write the tables and the chart of *results* into *target*."""
     (target / "results.md").write_text(render(results), encoding="utf-8")
-    chart(results, target / "throughput.png")
+    chart(results, target / "throughput.svg")
 
 
 def checkout(path: Path) -> dict[str, str]:
@@ -1002,16 +1002,33 @@ def _outcomes(outcomes: dict[str, int]) -> str:
     return ", ".join(f"{count:,} {kind}" for kind, count in sorted(outcomes.items()))
 
 
+#: The docs' content column (Furo: 46em, about 740 CSS px): the chart is
+#: drawn that wide, so shown at its own size, where CHART_FONT points are
+#: CHART_FONT * 96 / 72 px: 9 pt is 12 px (issue 20: at least 11 px).
+CHART_WIDTH_IN = 7.7
+CHART_FONT = 9.0
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Throughput against concurrency, one line per client; uvloop beside it."""
+    """Throughput against concurrency, one line per client; uvloop below it."""
     import matplotlib as mpl
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update(
+        {
+            "font.size": CHART_FONT,
+            "legend.fontsize": CHART_FONT,
+            "svg.hashsalt": "vexora-bench",
+        }
+    )
     uvloop = bool(results.get("throughput_uvloop"))
     figure, panels = plt.subplots(
-        1, 2 if uvloop else 1, figsize=(15, 6.4) if uvloop else (8, 5.6), dpi=110
+        2 if uvloop else 1,
+        1,
+        figsize=(CHART_WIDTH_IN, 12.5 if uvloop else 6.8),
+        height_ratios=(1, 0.8) if uvloop else None,
     )
     axes = panels[0] if uvloop else panels
     for client in _clients(results, "throughput", ALL_CLIENTS):
@@ -1028,11 +1045,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 axes.annotate(
                     "none completed",
                     xy=(c, min(r for r in rates if r > 0)),
-                    xytext=(0, -18),
+                    xytext=(0, -14),
                     textcoords="offset points",
-                    ha="center",
+                    ha="right",
                     color=line.get_color(),
-                    fontsize="small",
                 )
     capacity = results["server_capacity"]
     axes.plot(
@@ -1049,13 +1065,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     axes.set_ylabel("requests per second (log)")
     axes.set_title("Payouts per second against a loopback gateway")
     axes.grid(visible=True, which="both", alpha=0.3)
-    axes.legend(
-        fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2
-    )
+    # One column below the plot: the labels are long, the page is narrow.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1)
     if uvloop:
         _uvloop_panel(results, panels[1])
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, metadata={"Date": None})
+    plt.close(figure)
 
 
 def _uvloop_panel(results: dict[str, Any], axes: Any) -> None:
@@ -1096,13 +1112,7 @@ def _uvloop_panel(results: dict[str, Any], axes: Any) -> None:
             facecolor="white", edgecolor="black", hatch="//", label="uvloop (hatched)"
         ),
     ]
-    axes.legend(
-        handles=handles,
-        fontsize="small",
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.1),
-        ncol=2,
-    )
+    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
 
 
 if __name__ == "__main__":
