@@ -345,7 +345,8 @@ async def test_rows_whose_enqueue_failed_are_swept_and_paid_once(table: Any) -> 
                 )
             swept = await sweep.kiq()
             await send.kiq(ids[0])  # a late original job as well: harmless
-            await broker.wait_all()
+            await broker.wait_all()  # the sweeper, which kicked the jobs
+            await broker.wait_all()  # the jobs it kicked
             assert (await swept.wait_result()).return_value == 5
         finally:
             await broker.shutdown()
