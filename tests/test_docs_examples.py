@@ -81,7 +81,6 @@ NOT_YET = {
     "quickstart.md",
     "retries.md",
     "testing.md",
-    "workers.md",
 }
 
 
