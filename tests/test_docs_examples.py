@@ -71,7 +71,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
 NOT_YET = {
     "balance.md",
     "batch.md",
-    "callbacks.md",
     "deposits.md",
     "errors.md",
     "index.md",
