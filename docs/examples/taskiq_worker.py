@@ -356,8 +356,11 @@ class PostgresPayouts:
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1/shop")
-#: Opened by the worker's startup (connect) or the web app's own lifespan.
-pool: AsyncConnectionPool[Any] = AsyncConnectionPool(DATABASE_URL, open=False)
+#: Opened by the worker's startup (connect) or the web app's own lifespan;
+#: a connection per job at once, so that no job waits for one.
+pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    DATABASE_URL, open=False, max_size=CONCURRENCY
+)
 
 
 @contextlib.asynccontextmanager
