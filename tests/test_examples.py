@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,14 @@ def load(name: str) -> ModuleType:
 
 fastapi_example = load("fastapi_receiver")
 aiohttp_example = load("aiohttp_receiver")
+TRADE_NO = "VX20260331004567"  # CALLBACK_BODY's, for 100 kyat
+
+
+def fastapi_app(**sent: int) -> Any:
+    """The FastAPI example, having sent the vector's payout and *sent* too."""
+    ledger = fastapi_example.Ledger()
+    ledger.sent = {TRADE_NO: Decimal(100)} | {k: Decimal(v) for k, v in sent.items()}
+    return fastapi_example.create_app(SECRET, ledger)
 
 
 # -- FastAPI -------------------------------------------------------------------
@@ -53,7 +62,7 @@ async def post_fastapi(app: Any, path: str, *bodies: bytes) -> list[httpx.Respon
 
 async def test_fastapi_payout_is_recorded_and_followed_up_once() -> None:
     """OK for every delivery; the state is recorded and the customer told once."""
-    app = fastapi_example.create_app(SECRET)
+    app = fastapi_app()
     responses = await post_fastapi(
         app, "/vexora/payouts/notify", CALLBACK_BODY, CALLBACK_BODY
     )
@@ -64,7 +73,7 @@ async def test_fastapi_payout_is_recorded_and_followed_up_once() -> None:
 
 async def test_fastapi_late_processing_does_not_undo_success() -> None:
     """A 'processing' arriving after 'success' is acknowledged and ignored."""
-    app = fastapi_example.create_app(SECRET)
+    app = fastapi_app()
     late = callback({"status": "0015"})
     responses = await post_fastapi(app, "/vexora/payouts/notify", CALLBACK_BODY, late)
     assert all(r.text == "OK" for r in responses)
@@ -73,11 +82,26 @@ async def test_fastapi_late_processing_does_not_undo_success() -> None:
 
 async def test_fastapi_deposit_route() -> None:
     """The deposit URL hands deposits to the same ledger."""
-    app = fastapi_example.create_app(SECRET)
+    app = fastapi_app(**{"DEP-1": 100})
     body = callback({"wayCode": "KBZPAY", "tradeNo": "DEP-1"})
     [response] = await post_fastapi(app, "/vexora/deposits/notify", body)
     assert response.text == "OK"
     assert app.state.ledger.states == {"DEP-1": "0000"}
+
+
+async def test_fastapi_ignores_validly_signed_callbacks_that_are_not_ours() -> None:
+    """A tradeNo never sent, or another amount: acknowledged, nothing recorded.
+
+    The sign only proves the secret: the SDK accepts them, the handler must not.
+    """
+    app = fastapi_app()
+    stranger = callback({"tradeNo": "VX-NOT-OURS"})
+    more = callback({"amount": "100000"})
+    responses = await post_fastapi(app, "/vexora/payouts/notify", stranger, more)
+    assert [(r.status_code, r.text) for r in responses] == [(200, "OK")] * 2
+    assert app.state.ledger.states == {}
+    assert app.state.ledger.customers_told == []
+    assert app.state.ledger.strangers == ["VX-NOT-OURS", TRADE_NO]
 
 
 async def test_fastapi_refuses_forgeries_and_other_methods() -> None:
@@ -95,7 +119,7 @@ async def test_fastapi_refuses_forgeries_and_other_methods() -> None:
 
 async def test_fastapi_route_answers_the_exact_path() -> None:
     """The notify URL itself is served: no redirect the gateway would not follow."""
-    app = fastapi_example.create_app(SECRET)
+    app = fastapi_app()
     [response] = await post_fastapi(app, "/vexora/payouts/notify", CALLBACK_BODY)
     assert response.status_code == 200
     assert not response.has_redirect_location

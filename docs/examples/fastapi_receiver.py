@@ -9,7 +9,9 @@ and send payouts with ``notify_url="https://<your host>/vexora/payouts/notify"``
 and pay-ins with ``.../vexora/deposits/notify``.
 
 The handler does the one fast, durable thing before ``OK`` goes back:
-it records the new state. Slow follow-up work (telling the customer,
+it records the new state, once it has checked that the notification is
+about a transaction of yours (a valid sign only proves it was signed with
+your secret). Slow follow-up work (telling the customer,
 accounting exports) runs after the answer, from a queue that a background
 task drains.
 """
@@ -29,6 +31,7 @@ from vexora_async.notifications import Notification, NotificationReceiver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from decimal import Decimal
 
 
 logger = logging.getLogger("shop.vexora")
@@ -43,9 +46,25 @@ class Ledger:
     """
 
     def __init__(self) -> None:
+        #: The payouts and pay-ins you created, by tradeNo: their amounts.
+        self.sent: dict[str, Decimal] = {}
         self.states: dict[str, str] = {}
         self.final: set[str] = set()
         self.customers_told: list[str] = []
+        self.strangers: list[str] = []
+
+    async def is_ours(self, notification: Notification) -> bool:
+        """Tell whether the notification is about a transaction you created.
+
+        A payout moves the amount you sent; a pay-in may be partial
+        (``0001``), never more.
+        """
+        sent = self.sent.get(notification.trade_no)
+        if sent is None:
+            return False
+        if notification.kind == "payout":
+            return notification.amount == sent
+        return notification.amount <= sent
 
     async def record(self, notification: Notification) -> bool:
         """Store the notification's state; return whether anything changed."""
@@ -72,6 +91,18 @@ def create_app(app_secret: str, ledger: Ledger | None = None) -> FastAPI:
         notification: Notification, *, already_handled: bool
     ) -> None:
         if already_handled:
+            return
+        if not await book.is_ours(notification):
+            # Validly signed, but not a transaction of yours (another
+            # service or environment on your merchant number) or not its
+            # amount: change nothing, acknowledge (no retry makes it
+            # yours) and leave it to a human.
+            logger.error(
+                "%s callback for a transaction we did not create: tradeNo=%s",
+                notification.kind,
+                notification.trade_no,
+            )
+            book.strangers.append(notification.trade_no)
             return
         # Fast and durable, before OK: if this raises, the gateway retries.
         if await book.record(notification):
