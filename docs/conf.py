@@ -38,6 +38,11 @@ autodoc_preserve_defaults = False
 
 html_theme = "furo"
 html_title = f"vexora-async {release}"
+# Myanmar script falls back to the reader's installed Myanmar fonts (Noto
+# Sans Myanmar, Padauk, Myanmar Text...) instead of empty boxes; no webfont,
+# the docs build and read offline.
+html_static_path = ["_static"]
+html_css_files = ["myanmar-fonts.css"]
 # Diagrams are drawn at build time by Graphviz, as SVG (no browser-side
 # JavaScript, no CDN: the docs build offline).
 graphviz_output_format = "svg"
