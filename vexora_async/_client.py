@@ -182,10 +182,9 @@ class VexoraClient:
         than a request (see :doc:`/performance`). With an injected
         *http_client* it caps only the SDK's concurrency: the pool is
         yours.
-    :param amount_format: How amounts are written on the wire:
-        ``"integer"`` (``"100"``, the default) or ``"decimal2"``
-        (``"100.00"``). Valid: those two. Either way an amount must be
-        whole kyat.
+    :param amount_format: How amounts are written on the wire. Default
+        ``"integer"`` (``"100"``); ``"decimal2"`` sends ``"100.00"``.
+        Valid: those two. Either way an amount must be whole kyat.
     :param clock: Returns the epoch milliseconds sent as each attempt's
         ``timestamp`` (taken afresh for every attempt). Default: the
         system clock. Valid: a callable; inject one in tests.
@@ -193,10 +192,11 @@ class VexoraClient:
         inside the retry layer, once per attempt, just before signing.
         Default ``()``. Valid: a sequence of callables. Cost: whatever
         they do, on every attempt and every reconciliation query.
-    :param transport: ``"httpx"`` (the default) or ``"aiohttp"``, which
-        sends through one ``aiohttp.ClientSession`` instead (the
-        ``aiohttp`` extra; faster, see :doc:`/performance`). Valid: those
-        two; ``"aiohttp"`` needs its extra and no *http_client*.
+    :param transport: What sends the calls. Default ``"httpx"``: one
+        ``httpx.AsyncClient``. ``"aiohttp"`` sends through one
+        ``aiohttp.ClientSession`` instead (the ``aiohttp`` extra; faster,
+        see :doc:`/performance`). Valid: those two; ``"aiohttp"`` needs
+        its extra and no *http_client*.
     :param max_answer_bytes: The most of an answer read, counted after
         decompression (a gateway answer is under 2 KB). Default
         ``1048576`` (1 MiB). Valid: an ``int`` from 256 to 2**30 (1 GiB).
@@ -218,7 +218,9 @@ class VexoraClient:
         refused without the ``otel`` extra, and when *on_event* holds an
         :class:`~vexora_async.otel.OpenTelemetryHook` (give it to that
         hook); ignored with ``instrument=False``.
-    :param meter_provider: The meter provider, as *tracer_provider*.
+    :param meter_provider: The OpenTelemetry meter provider of that
+        automatic instrumentation. Default ``None``: the global one.
+        Valid: as *tracer_provider*.
     """
 
     def __init__(

@@ -123,9 +123,9 @@ class PayoutClaimer(Protocol):
 class PostgresLedger:
     """A :class:`~vexora_async.Ledger` in PostgreSQL (the ``postgres`` extra).
 
-    *pool* is a ``psycopg_pool.AsyncConnectionPool`` you own (open it
-    before use, close it after). Connections die under it (a failover, a
-    restart, ``pg_terminate_backend``): a claim, settle or release whose
+    For workers on many machines, and claims inside your own transaction.
+    Connections die under the pool (a failover, a restart,
+    ``pg_terminate_backend``): a claim, settle or release whose
     connection turns out broken is sent again at once on another, up to
     the pool's ``max_size`` plus two times (a failover breaks every idle
     connection at once). A write that committed before its connection
@@ -141,10 +141,18 @@ class PostgresLedger:
     (a pool of five dead connections: 15 s before the first checkout),
     which a short deadline does not survive.
 
-    *table* (optionally schema-qualified) is created by
-    :meth:`create_table`; :meth:`prune` removes old settled entries. Each
-    operation is one short transaction of its own, except
+    Each operation is one short transaction of its own, except
     :meth:`claim_in` and :meth:`claim_payout`, which run in yours.
+    :meth:`prune` removes old settled entries.
+
+    :param pool: A ``psycopg_pool.AsyncConnectionPool`` you own: open it
+        before use, close it after. Required. Cost: each operation holds
+        one of its connections for one short transaction; its ``max_size``
+        bounds the ledger writes running at once.
+    :param table: The table's name, optionally schema-qualified
+        (``"payments.vexora_ledger"``), quoted as an identifier. Default
+        ``"vexora_ledger"``. Create it with :meth:`schema` in a migration,
+        or :meth:`create_table`.
     """
 
     def __init__(
