@@ -69,6 +69,13 @@ DOCUMENTED: list[tuple[str, Any]] = [
     ("OpenTelemetryHook", OpenTelemetryHook),
     ("PrometheusHook", PrometheusHook),
     ("new_trade_no", new_trade_no),
+    ("sign", vexora_async.sign),
+    ("verify", vexora_async.verify),
+    ("canonical_string", vexora_async.canonical_string),
+    ("parse_notification", vexora_async.notifications.parse_notification),
+    ("SQLiteLedger.prune", SQLiteLedger.prune),
+    ("PostgresLedger.prune", vexora_async.PostgresLedger.prune),
+    ("PostgresLedger.claim_payout", vexora_async.PostgresLedger.claim_payout),
 ]
 _FIELD = re.compile(r"^:param (\w+):(.*?)(?=^:|\Z)", re.MULTILINE | re.DOTALL)
 

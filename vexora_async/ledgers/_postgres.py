@@ -346,6 +346,16 @@ class PostgresLedger:
         :meth:`~vexora_async.VexoraClient.ledger_fingerprint`, for its
         ``claim_lease``. Nothing is kept in memory for the claim, whether
         your transaction commits or rolls back.
+
+        :param connection: Your ``psycopg.AsyncConnection``, inside the
+            transaction that stores (or locks) the payout row; the claim
+            stands once it commits.
+        :param client: The :class:`~vexora_async.VexoraClient` that will
+            send the payout. Valid: one whose ``ledger`` is this ledger,
+            else ``ValueError``.
+        :param request: The payout to claim.
+        :returns: The claim: granted with its token, or not, with the
+            entry that stood in the way as *prior*.
         """
         if client.ledger is not self:
             msg = "the client does not use this ledger"
@@ -422,7 +432,13 @@ class PostgresLedger:
         """Delete accepted and rejected entries older than *older_than*.
 
         ``UNKNOWN`` and ``IN_FLIGHT`` entries are kept: they still need
-        reconciling. Returns how many entries were deleted.
+        reconciling.
+
+        :param older_than: The age, by the server's clock, past which
+            settled entries go: longer than any retry of yours may come
+            (``timedelta(days=90)``, say). Not checked: zero or less
+            deletes every settled entry.
+        :returns: How many entries were deleted.
         """
 
         async def prune(conn: psycopg.AsyncConnection[Any], _: int) -> int:

@@ -259,7 +259,15 @@ class SQLiteLedger:
         """Delete settled entries last touched more than *older_than* s ago.
 
         ``UNKNOWN`` and ``IN_FLIGHT`` entries are kept: they still need
-        reconciling. Returns how many entries were deleted.
+        reconciling.
+
+        :param older_than: Seconds, by this ledger's clock: keep entries
+            longer than any retry of yours may come (90 days is
+            ``90 * 86400``). Not checked: 0 or less deletes every settled
+            entry, and a repeated tradeNo is then sent again (a gateway
+            that refuses duplicates refuses it, and a status query finds
+            the original).
+        :returns: How many entries were deleted.
         """
         cutoff = self._clock() - older_than
         return await asyncio.to_thread(self._prune, cutoff)
