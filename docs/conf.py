@@ -38,6 +38,11 @@ autodoc_preserve_defaults = False
 
 html_theme = "furo"
 html_title = f"vexora-async {release}"
+# Myanmar script falls back to the reader's installed Myanmar fonts (Noto
+# Sans Myanmar, Padauk, Myanmar Text...) instead of empty boxes; no webfont,
+# the docs build and read offline.
+html_static_path = ["_static"]
+html_css_files = ["myanmar-fonts.css"]
 # Diagrams are drawn at build time by Graphviz, as SVG (no browser-side
 # JavaScript, no CDN: the docs build offline).
 graphviz_output_format = "svg"
@@ -49,20 +54,23 @@ graphviz_output_format = "svg"
 # ...>, long constants in full. Show what a reader can use instead.
 
 
-def _shown(default: object) -> str | None:
-    """Return how *default* should read in a signature, or None to keep it."""
+def _shown(name: str, default: object) -> str | None:
+    """Return how parameter *name*'s *default* should read, or None to keep it."""
     import vexora_async._options
     import vexora_async._transports
     import vexora_async.testing
 
     if default is vexora_async._options.UNSET:  # noqa: SLF001 - its sentinel
+        if name == "max_connections":
+            # 20, or 100 with transport="aiohttp": the parameter says so.
+            return "<the transport's>"
         # The SDK's own timeout; an injected httpx client keeps its own.
         return repr(vexora_async._transports.DEFAULT_TIMEOUT)  # noqa: SLF001
     for namespace in (vexora_async, vexora_async.testing):
-        for name in namespace.__all__:
-            value = getattr(namespace, name)
+        for public in namespace.__all__:
+            value = getattr(namespace, public)
             if value is default and isinstance(value, tuple):
-                return f"{namespace.__name__}.{name}"
+                return f"{namespace.__name__}.{public}"
     if inspect.isroutine(default):
         # random.random is a method of a Random instance: its module is its type's.
         owner = type(getattr(default, "__self__", None))
@@ -103,7 +111,9 @@ def _real_defaults(  # noqa: PLR0917 - the event's signature
     for parameter in parameters:
         if parameter.default is inspect.Parameter.empty:
             continue
-        shown = factories.get(parameter.name) or _shown(parameter.default)
+        shown = factories.get(parameter.name) or _shown(
+            parameter.name, parameter.default
+        )
         if shown is not None:
             before = f"{parameter.name}={object_description(parameter.default)}"
             signature = signature.replace(before, f"{parameter.name}={shown}")

@@ -93,8 +93,8 @@ class VexoraClient:
     """An async client for the Vexora gateway.
 
     Create one per process (or per event loop) and share it: every call goes
-    through one ``httpx.AsyncClient`` and its connection pool. Use it as an
-    async context manager, or call :meth:`aclose` when done::
+    through one connection pool. Use it as an async context manager, or call
+    :meth:`aclose` when done::
 
         async with VexoraClient(
             merchant_no="1000000001",
@@ -103,56 +103,124 @@ class VexoraClient:
         ) as client:
             result = await client.create_payout(request)
 
-    *http_client* injects your own ``httpx.AsyncClient`` (with your
-    transport, proxies or event hooks); the SDK never closes a client it did
-    not create. *timeout* applies to each HTTP attempt; *max_connections*
-    caps both the SDK's concurrency and the pool it creates, so that
-    thousands of concurrent calls queue inside the SDK instead of failing
-    with a pool timeout (default: 20 on the default transport, 100 with
-    ``transport="aiohttp"``). *amount_format* picks ``"100"`` (default) or
-    ``"100.00"`` on the wire. *clock* returns epoch milliseconds for the
-    ``timestamp`` field.
+    Every option is checked here, before anything is built or sent: a bad
+    one raises :class:`~vexora_async.InvalidRequestError` (a
+    ``ValueError``) whose ``field`` names it. Wherever seconds are taken,
+    they are an ``int`` or ``float`` over 0 and at most 86,400 (one day);
+    NaN, infinities and ``bool`` are refused wherever a number is.
 
-    Retries and idempotency (see :doc:`/retries`): *max_retries* extra
-    attempts after a transient failure, all within *deadline* seconds per
-    call (attempts, backoff and reconciliation together); *retry* gives the
-    full :class:`RetryPolicy` instead. *ledger* records each tradeNo's
-    outcome (default: a bounded in-memory :class:`MemoryLedger`; pass a
-    shared one for many workers). *claim_lease* is how long, in seconds,
-    a tradeNo claimed by a worker is respected by the others before they
-    presume that worker dead and take it over (default: twice the deadline
-    plus a minute; at least the deadline plus 10 s, and a call's own
-    *deadline* must stay 10 s under it). *middleware* adds your own layers; they
-    run inside the retry layer, once per attempt, just before signing.
-
-    *transport* ``"aiohttp"`` sends through one ``aiohttp.ClientSession``
-    instead of an httpx client (the ``aiohttp`` extra; faster, see
-    :doc:`/performance`).
-
-    With the ``otel`` extra installed, calls are traced and measured with
-    OpenTelemetry (*tracer_provider* and *meter_provider* default to the
-    global ones; ``instrument=False`` turns it off). *on_event* takes a
-    callable, or a sequence of them, called with each
-    :mod:`vexora_async.events` record: calls started and finished,
-    attempts, retries, reconciliation queries, the ledger's part (see
-    :doc:`/observability`). A hook that raises is logged and ignored.
-
-    Every call ends by its *deadline*, the whole exchange included (connect,
-    send, reading the answer), and reads at most *max_answer_bytes* of an
-    answer (default 1 MiB, counted after decompression; a gateway answer is
-    under 2 KB). A bigger answer is an unknown outcome for a create and a
-    :class:`~vexora_async.DecodingError` for a query.
-
-    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; the
-    client wraps a ``str`` before anything else, and a
-    ``Secret(os.environ[...])`` keeps the plain string out of every frame
-    that an error reporter records. Every option is checked here (seconds
-    over 0 and at most a day, ``max_retries`` 0 to 100,
-    ``max_connections`` 1 to 10,000, no NaN, infinity or bool; a
-    ``base_url`` with credentials, whitespace or control characters is
-    refused): a bad one raises :class:`~vexora_async.InvalidRequestError`
-    naming it. So are the per-call ``timeout``, ``max_retries`` and
-    ``deadline``, before anything is sent.
+    :param merchant_no: Your merchant number, sent in the ``merchantNo``
+        header of every call. Required. Valid: 1 to 1,024 printable ASCII
+        characters, with no leading or trailing space.
+    :param app_secret: The secret every request is signed with: a ``str``
+        or a :class:`~vexora_async.Secret`. Required. Valid: as
+        *merchant_no*; an error about it never repeats it. The client wraps
+        a ``str`` before anything else, and ``Secret(os.environ[...])``
+        keeps the plain string out of every frame an error reporter
+        records.
+    :param base_url: Your country's gateway URL, handed out at onboarding.
+        Required: there is no public default. Valid: ``https://``, or plain
+        ``http://`` to a loopback address only (a local sandbox); no
+        credentials (``user:password@``), query, fragment, whitespace or
+        control characters; at most 2,048 characters. A trailing slash is
+        dropped.
+    :param http_client: Your own ``httpx.AsyncClient`` (your transport,
+        proxies or event hooks). Default ``None``: the SDK makes one, and
+        closes it in :meth:`aclose`; it never closes yours. Yours keeps its
+        own timeout unless *timeout* is given (its limits are checked as
+        *timeout*'s are), and cannot be combined with
+        ``transport="aiohttp"``.
+    :param timeout: Each HTTP attempt's limits: seconds, or an
+        ``httpx.Timeout``. Default ``httpx.Timeout(30.0, connect=5.0,
+        write=10.0, pool=30.0)`` on the client the SDK makes; an injected
+        *http_client*'s own otherwise. A number ``n`` sets every limit to
+        ``n``, connect to at most 5 s. Valid: each limit over 0 and at most
+        86,400 (``None`` inside an ``httpx.Timeout``: no limit). Each
+        attempt's limits are cut to what is left of the call's *deadline*.
+        Cost: a read limit shorter than the gateway's answer time makes a
+        payout's outcome unknown, which costs a status query to settle.
+    :param max_retries: Extra attempts after a transient failure, per call.
+        Default ``2``. Valid: an ``int`` from 0 to 100. Cost: each retry is
+        one more request and a backoff sleep, but only within *deadline*:
+        retries never make a call outlast it.
+    :param deadline: Seconds for a whole call: every attempt (connecting,
+        sending, reading the answer), backoff sleep and reconciliation
+        query together. Default ``60.0``. Valid: over 0, at most 86,400,
+        and at least 10 s under *claim_lease*. Cost: a shorter one gives up
+        sooner, leaving more payouts
+        :class:`~vexora_async.PayoutOutcomeUnknown` to settle later with
+        :meth:`resolve_payout`.
+    :param retry: The whole :class:`RetryPolicy` (backoff, reconciliation,
+        resubmission...), instead of *max_retries* and *deadline*. Default
+        ``None``: ``RetryPolicy(max_retries=max_retries,
+        deadline=deadline)``. Valid: a :class:`RetryPolicy`, with
+        *max_retries* and *deadline* left at their defaults (give them
+        inside the policy).
+    :param ledger: Where each tradeNo's claim and outcome are recorded, so
+        that calling again never pays twice (see :doc:`/retries`). Default
+        ``None``: a :class:`MemoryLedger` of this client alone (at most
+        20,000 settled entries, some 14 MB). Valid: anything with async
+        ``claim``, ``settle``, ``release`` and ``get`` (the
+        :class:`Ledger` protocol). Give workers that may send the same
+        payout one shared ledger (:class:`SQLiteLedger`,
+        :class:`RedisLedger`, :class:`PostgresLedger`). Cost: a claim before
+        each create is sent and a settle after it: two round trips to a
+        shared store per create; queries do not touch it.
+    :param claim_lease: Seconds a tradeNo claimed by a worker is respected
+        by the others before they presume that worker dead and take the
+        payout over. Default ``None``: twice the deadline plus 60 s (180 s
+        with the default deadline). Valid: finite, and at least the
+        deadline plus 10 s. Cost: a crashed worker's payouts wait this long
+        before another worker settles them.
+    :param max_connections: The most requests in flight at once, and the
+        size of the pool the SDK makes: more concurrent calls queue inside
+        the SDK (within their deadline) instead of failing with a pool
+        timeout. Default ``20`` with ``transport="httpx"``, ``100`` with
+        ``"aiohttp"``. Valid: an ``int`` from 1 to 10,000. Cost: up to one
+        socket (and TLS session) each, kept open 30 s when idle; on httpx,
+        past a few dozen connections the pool's own bookkeeping costs more
+        than a request (see :doc:`/performance`). With an injected
+        *http_client* it caps only the SDK's concurrency: the pool is
+        yours.
+    :param amount_format: How amounts are written on the wire. Default
+        ``"integer"`` (``"100"``); ``"decimal2"`` sends ``"100.00"``.
+        Valid: those two. Either way an amount must be whole kyat.
+    :param clock: Returns the epoch milliseconds sent as each attempt's
+        ``timestamp`` (taken afresh for every attempt). Default: the
+        system clock. Valid: a callable; inject one in tests.
+    :param middleware: Your own layers (see :class:`Middleware`); they run
+        inside the retry layer, once per attempt, just before signing.
+        Default ``()``. Valid: a sequence of callables. Cost: whatever
+        they do, on every attempt and every reconciliation query.
+    :param transport: What sends the calls. Default ``"httpx"``: one
+        ``httpx.AsyncClient``. ``"aiohttp"`` sends through one
+        ``aiohttp.ClientSession`` instead (the ``aiohttp`` extra; faster,
+        see :doc:`/performance`). Valid: those two; ``"aiohttp"`` needs
+        its extra and no *http_client*.
+    :param max_answer_bytes: The most of an answer read, counted after
+        decompression (a gateway answer is under 2 KB). Default
+        ``1048576`` (1 MiB). Valid: an ``int`` from 256 to 2**30 (1 GiB).
+        A bigger answer is an unknown outcome for a create and a
+        :class:`~vexora_async.DecodingError` for a query. Cost: up to this
+        much memory per call in flight.
+    :param on_event: A callable, or a sequence of them, called with each
+        :mod:`vexora_async.events` record: calls started and finished,
+        attempts, retries, reconciliation queries, the ledger's part (see
+        :doc:`/observability`). Default ``None``. A hook that raises is
+        logged and ignored. Cost: hooks run inline, in each call's task:
+        keep them fast.
+    :param instrument: With the ``otel`` extra installed, trace and measure
+        every call with OpenTelemetry. Default ``True``. Valid: ``True``
+        or ``False``. Cost: while no OpenTelemetry provider is configured,
+        one check per call; then a span and a few metric points per call.
+    :param tracer_provider: The OpenTelemetry tracer provider of that
+        automatic instrumentation. Default ``None``: the global one. Valid:
+        refused without the ``otel`` extra, and when *on_event* holds an
+        :class:`~vexora_async.otel.OpenTelemetryHook` (give it to that
+        hook); ignored with ``instrument=False``.
+    :param meter_provider: The OpenTelemetry meter provider of that
+        automatic instrumentation. Default ``None``: the global one.
+        Valid: as *tracer_provider*.
     """
 
     def __init__(
@@ -307,6 +375,11 @@ class VexoraClient:
         the ledger knows of a payout,
         ``await client.ledger.get(client.ledger_key(request))``, or claim
         it in your own store, as :meth:`PostgresLedger.claim_payout` does.
+
+        :param request: The payout or pay-in. Valid: a
+            :class:`PayoutRequest` or a :class:`DepositRequest`; anything
+            else raises :class:`~vexora_async.InvalidRequestError`.
+        :returns: The key; nothing is read or written.
         """
         operation = _creating(request, "ledger_key")
         return self._idempotency.key(Call(operation, {}, request.trade_no))
@@ -318,6 +391,10 @@ class VexoraClient:
         account, name...): a claim or entry under the same key with another
         fingerprint is another payout, refused with
         :class:`~vexora_async.ConflictingRequestError`.
+
+        :param request: The payout or pay-in. Valid: as for
+            :meth:`ledger_key`.
+        :returns: The fingerprint; nothing is read or written.
         """
         _creating(request, "ledger_fingerprint")
         return fingerprint(self._codec.encode(request))
@@ -335,10 +412,12 @@ class VexoraClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the httpx client if the SDK created it. Idempotent.
+        """Close the HTTP client if the SDK created it. Idempotent.
 
         Waits first for the ledger writes that cancelled calls left under
-        way, so that no entry is left in flight by closing.
+        way, so that no entry is left in flight by closing. An injected
+        ``http_client`` and the ledger stay open: they are yours. A call
+        made after this raises :class:`~vexora_async.ClientClosedError`.
         """
         self._send.closed = True
         await self._idempotency.drain()
@@ -358,12 +437,33 @@ class VexoraClient:
 
         The final result arrives by callback or :meth:`get_payout`. Calling
         again with the same request is safe: it never pays twice (see
-        :doc:`/retries`). Raises :class:`~vexora_async.RequestRejected` when
-        the gateway refused the payout (nothing was paid),
-        :class:`~vexora_async.ConflictingRequestError` when the tradeNo was
-        used for a different payout, and
-        :class:`~vexora_async.PayoutOutcomeUnknown` when it may have been paid
-        but the SDK could not find out within the deadline.
+        :doc:`/retries`). What each error means for the money is in
+        :doc:`/errors`.
+
+        :param request: The payout. Store it before the first attempt: its
+            tradeNo is the key to query or resolve it by. Valid: a
+            :class:`PayoutRequest` (checked when built).
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param max_retries: This call's extra attempts after a transient
+            failure. Default ``None``: the retry policy's (``2`` unless you
+            set it). Valid: an ``int`` from 0 to 100. Cost: only within
+            *deadline*.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400,
+            and at least 10 s under the client's ``claim_lease``.
+        :returns: The gateway's answer: the payout was accepted, and its
+            status is usually still processing (``0015``).
+        :raises ~vexora_async.RequestRejected: The gateway refused the
+            payout (code ``8000``); nothing was paid.
+        :raises ~vexora_async.ConflictingRequestError: The tradeNo was used
+            for a different payout.
+        :raises ~vexora_async.PayoutOutcomeUnknown: It may have been paid,
+            and the SDK could not find out within the deadline: settle it
+            later with :meth:`resolve_payout`, never as failed.
         """
         if not isinstance(request, PayoutRequest):
             raise InvalidRequestError(None, "create_payout takes a PayoutRequest")
@@ -404,13 +504,27 @@ class VexoraClient:
         :class:`~vexora_async.PayoutOutcomeUnknown`, for example from a
         periodic job, with the request you stored before the first attempt.
 
-        Raises :class:`~vexora_async.PayoutOutcomeUnknown` when it still
-        cannot tell within the deadline,
-        :class:`~vexora_async.TradeNoCollision` when the gateway holds the
-        tradeNo for a different payout (another amount), and
-        :class:`~vexora_async.RequestRejected` (``confirmed=True``) only when
-        the gateway does not know the tradeNo and refused it again. Errors
-        name ``operation="resolve_payout"``.
+        Errors name ``operation="resolve_payout"``.
+
+        :param request: The same request as the first attempt (same
+            tradeNo, amount and account). Valid: a :class:`PayoutRequest`.
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400,
+            and at least 10 s under the client's ``claim_lease``.
+        :returns: The payout's result: found by the query, or accepted
+            when sent again.
+        :raises ~vexora_async.PayoutOutcomeUnknown: It still cannot tell
+            within the deadline.
+        :raises ~vexora_async.TradeNoCollision: The gateway holds the
+            tradeNo for a different payout (another amount).
+        :raises ~vexora_async.RequestRejected: Only when the gateway does
+            not know the tradeNo and refused it again
+            (``confirmed=True``).
         """
         if not isinstance(request, PayoutRequest):
             raise InvalidRequestError(None, "resolve_payout takes a PayoutRequest")
@@ -437,6 +551,22 @@ class VexoraClient:
         :class:`~vexora_async.RequestRejected` here means the *query* was
         refused (for example, the gateway does not know the tradeNo); it is
         never a statement that the payout failed.
+
+        :param trade_no: The payout's tradeNo. Valid: 1 to 64 printable
+            ASCII characters without whitespace.
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param max_retries: This call's extra attempts after a transient
+            failure. Default ``None``: the retry policy's (``2`` unless you
+            set it). Valid: an ``int`` from 0 to 100. Cost: only within
+            *deadline*.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400.
+        :returns: The payout's state; :attr:`PayoutStatus.status` tells
+            whether it is final.
         """
         check_trade_no("trade_no", trade_no)
         return await self._call(
@@ -456,7 +586,21 @@ class VexoraClient:
         max_retries: int | None = None,
         deadline: float | None = None,
     ) -> Balance:
-        """Query the merchant's balance."""
+        """Query the merchant's balance.
+
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param max_retries: This call's extra attempts after a transient
+            failure. Default ``None``: the retry policy's (``2`` unless you
+            set it). Valid: an ``int`` from 0 to 100. Cost: only within
+            *deadline*.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400.
+        :returns: The balance, in kyat.
+        """
         return await self._call(
             Operation.GET_BALANCE,
             {},
@@ -475,7 +619,26 @@ class VexoraClient:
         max_retries: int | None = None,
         deadline: float | None = None,
     ) -> DepositResult:
-        """Create a pay-in (checkout); see :attr:`DepositResult.raw` for its URL."""
+        """Create a pay-in (checkout); see :attr:`DepositResult.raw` for its URL.
+
+        Recorded in the ledger like a payout, so calling again with the same
+        request never creates it twice.
+
+        :param request: The pay-in. Valid: a :class:`DepositRequest`.
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param max_retries: This call's extra attempts after a transient
+            failure. Default ``None``: the retry policy's (``2`` unless you
+            set it). Valid: an ``int`` from 0 to 100. Cost: only within
+            *deadline*.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400,
+            and at least 10 s under the client's ``claim_lease``.
+        :returns: The gateway's answer; its checkout URL is in ``raw``.
+        """
         if not isinstance(request, DepositRequest):
             raise InvalidRequestError(None, "create_deposit takes a DepositRequest")
         return await self._call(
@@ -496,7 +659,23 @@ class VexoraClient:
         max_retries: int | None = None,
         deadline: float | None = None,
     ) -> DepositStatus:
-        """Query a pay-in's state by your tradeNo."""
+        """Query a pay-in's state by your tradeNo.
+
+        :param trade_no: The pay-in's tradeNo. Valid: as for
+            :meth:`get_payout`.
+        :param timeout: This call's per-attempt limits, instead of the
+            client's *timeout*. Default ``None``: the client's. Valid: as
+            the client's.
+        :param max_retries: This call's extra attempts after a transient
+            failure. Default ``None``: the retry policy's (``2`` unless you
+            set it). Valid: an ``int`` from 0 to 100. Cost: only within
+            *deadline*.
+        :param deadline: This call's deadline in seconds, every attempt,
+            backoff and query included. Default ``None``: the retry
+            policy's (``60.0`` unless you set it). Valid: over 0, at most
+            86,400.
+        :returns: The pay-in's state.
+        """
         check_trade_no("trade_no", trade_no)
         return await self._call(
             Operation.GET_DEPOSIT,
@@ -595,20 +774,35 @@ class VexoraClient:
     ) -> AsyncGenerator[PayoutOutcome, None]:
         """Send many payouts; yield one :class:`PayoutOutcome` per request.
 
-        *requests* is any iterable or async iterable of
-        :class:`PayoutRequest`, read lazily (a generator of 100,000 requests
-        keeps memory flat). A fixed pool of *concurrency* workers sends them
-        through :meth:`create_payout`. Outcomes come **in completion order**,
-        not input order; each carries its request. No error stops the batch:
-        each becomes an outcome of kind accepted, rejected, unknown (to
-        settle later by :meth:`resolve_payout`) or error (not executed).
-        *on_progress* is called with a :class:`BatchProgress` before each
-        outcome is yielded. Leaving the loop early or cancelling it cancels
-        the workers; ``contextlib.aclosing`` makes that immediate::
+        A fixed pool of *concurrency* workers sends them through
+        :meth:`create_payout`, each under the client's options. Outcomes
+        come **in completion order**, not input order; each carries its
+        request. No error stops the batch: each becomes an outcome of kind
+        accepted, rejected, unknown (to settle later by
+        :meth:`resolve_payout`) or error (not executed). Leaving the loop
+        early or cancelling it cancels the workers;
+        ``contextlib.aclosing`` makes that immediate::
 
             async with contextlib.aclosing(client.create_payouts(reqs)) as it:
                 async for outcome in it:
                     ...
+
+        :param requests: The payouts: any iterable or async iterable of
+            :class:`PayoutRequest`, read lazily (a generator of 100,000
+            requests keeps memory flat). Valid: an iterable or async
+            iterable (anything else raises
+            :class:`~vexora_async.InvalidRequestError`); an item in it that
+            is not a :class:`PayoutRequest` becomes an outcome of kind
+            error.
+        :param concurrency: Payouts in flight at once (the workers).
+            Default ``20``. Valid: an ``int`` from 1 to 10,000. Cost: one
+            task per worker; past the client's ``max_connections``, more
+            workers only queue inside the SDK.
+        :param on_progress: Called with a :class:`BatchProgress` before
+            each outcome is yielded. Default ``None``. Valid: a callable or
+            ``None``. Cost: runs inline, between outcomes.
+        :returns: An async generator of one :class:`PayoutOutcome` per
+            request.
         """
         return create_payouts(
             self, requests, concurrency=concurrency, on_progress=on_progress

@@ -150,11 +150,36 @@ class PayoutRequest:
     """A payout (disbursement) to a beneficiary's wallet.
 
     Validated when built: an invalid one raises
-    :class:`~vexora_async.InvalidRequestError` naming the field.
+    :class:`~vexora_async.InvalidRequestError` (a ``ValueError``) naming the
+    field, and never reaches the network. Nothing is trimmed or rewritten:
+    a value with stray whitespace is refused, because a trimmed account
+    number is a different account. Text is any Unicode but control
+    characters and lone surrogates (names may be in Myanmar script), sent
+    and signed as UTF-8. Its ``repr`` masks the account and the name.
 
-    *trade_no* is your own, unique id of this payout: derive it from your
-    payout's primary key so that a retry after a crash reuses it. *amount*
-    is whole kyat, an ``int`` or an integral ``Decimal``, at least 100.
+    :param trade_no: Your own, unique id of this payout (``tradeNo``):
+        derive it from your payout's primary key, so that a retry after a
+        crash reuses it (:func:`~vexora_async.new_trade_no` makes one).
+        Required. Valid: 1 to 64 printable ASCII characters, no whitespace.
+    :param amount: Whole kyat. Required. Valid: an ``int`` or an integral
+        ``Decimal`` (``Decimal("100.00")`` is fine) from 100 to
+        999,999,999,999,999 (15 digits); a ``float``, a ``bool``, a string,
+        NaN and infinities are refused.
+    :param bank_code: The wallet paid to: :attr:`BankCode.KBZPAY` or
+        :attr:`BankCode.WAVEPAY`, or the same as plain strings. Required.
+        Valid: those two; a code the gateway added later only spelled out
+        as ``BankCode("NEWCODE")``, so that a typo fails here.
+    :param bank_number: The beneficiary's account or wallet number
+        (``bankNumber``). Required. Valid: 1 to 64 characters, no
+        whitespace anywhere.
+    :param name: The beneficiary's name. Required. Valid: 1 to 256
+        characters, no leading or trailing whitespace.
+    :param notify_url: Where the gateway sends this payout's callback
+        (``notifyUrl``). Required. Valid: an absolute ``http://`` or
+        ``https://`` URL with a host, no whitespace, at most 1,024
+        characters.
+    :param remark: A note sent with the payout. Default ``None``: not sent.
+        Valid: as *name*; an empty string is refused (pass ``None``).
     """
 
     trade_no: str = attrs.field(validator=v.validator(v.check_trade_no))
@@ -174,8 +199,27 @@ class PayoutRequest:
 class DepositRequest:
     """A pay-in (deposit / checkout) from a payer's wallet.
 
-    *way_code* picks the wallet (:attr:`BankCode.KBZPAY`,
-    :attr:`BankCode.WAVEPAY`); *channel_code* is ``"EWALLET"`` in the docs.
+    Validated when built, as :class:`PayoutRequest` is: an invalid one
+    raises :class:`~vexora_async.InvalidRequestError` naming the field.
+
+    :param trade_no: Your own, unique id of this pay-in. Required. Valid:
+        as :class:`PayoutRequest`'s.
+    :param amount: Whole kyat. Required. Valid: an ``int`` or an integral
+        ``Decimal`` from 1 to 999,999,999,999,999; a minimum the gateway
+        enforces comes back as :class:`~vexora_async.RequestRejected`.
+    :param name: The payer's name. Required. Valid: 1 to 256 characters,
+        no leading or trailing whitespace.
+    :param notify_url: Where the gateway sends this pay-in's callback.
+        Required. Valid: as :class:`PayoutRequest`'s.
+    :param channel_code: The payment channel, ``"EWALLET"`` in the
+        gateway's docs. Default ``None``: not sent. Valid: as *name*.
+    :param way_code: The wallet paid from (:attr:`BankCode.KBZPAY`,
+        :attr:`BankCode.WAVEPAY`). Default ``None``: not sent. Valid: as
+        :class:`PayoutRequest`'s *bank_code*.
+    :param return_url: Where the payer's browser goes after the checkout.
+        Default ``None``: not sent. Valid: as *notify_url*.
+    :param remark: A note sent with the pay-in. Default ``None``: not
+        sent. Valid: as *name*.
     """
 
     trade_no: str = attrs.field(validator=v.validator(v.check_trade_no))

@@ -86,33 +86,63 @@ logger = logging.getLogger("vexora_async")
 class RetryPolicy:
     """How calls are retried and unknown outcomes reconciled.
 
-    *max_retries*: extra attempts after a transient failure (per call).
-    *deadline*: seconds for the whole call, every attempt, backoff and
-    reconciliation query included. *backoff_initial* and *backoff_max*
-    bound the exponential backoff (with jitter between half and the full
-    value). *retry_after_max* caps how long a ``Retry-After`` may make us
-    wait; a longer one ends the retries instead. *reconcile* turns the
-    status-query reconciliation of unknown outcomes on. *resubmit* says
-    whether the gateway refuses a duplicate tradeNo (the default, ``True``):
-    then reconciliation re-sends the same tradeNo when the gateway does not
-    know it. ``False`` is the mode for a gateway that does not refuse
-    duplicates: nothing is re-sent after an unknown outcome, and every
-    create asks the gateway for its tradeNo before its first send (one more
-    status query per create), so that a tradeNo sent before (by an earlier
-    run, or recorded in a ledger that has since forgotten it) is never sent
-    again; see "Gateway assumptions".
-    *verify_rejections* makes a create refused with code ``8000`` ask the
-    gateway whether the tradeNo exists after all (an earlier attempt, or a
-    previous run of your process, may have created it).
-    *max_reconcile_queries* bounds the status queries of one call.
-    *adopt_unchecked* lets a payout found by a status query whose answer
-    carries no amount be reported as this request's; by default it stays an
-    unknown outcome, since it cannot be told apart from another payout that
-    holds the same tradeNo (see :doc:`/retries`).
+    Give one to :class:`~vexora_async.VexoraClient` as ``retry=``. Every
+    field is checked when the policy is built: a bad one raises
+    :class:`~vexora_async.InvalidRequestError` naming it. Seconds are an
+    ``int`` or ``float``, at most 86,400 (one day); NaN, infinities and
+    ``bool`` are refused, and a switch must be ``True`` or ``False``,
+    nothing merely truthy.
 
     :meth:`~vexora_async.VexoraClient.resolve_payout` always asks the
     gateway first, whatever *reconcile* says; *resubmit* still decides
     whether it may send the request again.
+
+    :param max_retries: Extra attempts after a transient failure, per
+        call. Default ``2``. Valid: an ``int`` from 0 to 100. Cost: each is
+        one more request and a backoff sleep, within *deadline*.
+    :param deadline: Seconds for the whole call: every attempt, backoff
+        sleep and reconciliation query included. Default ``60.0``. Valid:
+        over 0. Cost: what is still unknown when it passes raises
+        :class:`~vexora_async.PayoutOutcomeUnknown`; a longer one keeps a
+        caller waiting that much longer on a gateway that does not answer.
+    :param backoff_initial: The first backoff's ceiling, in seconds; it
+        doubles with each retry up to *backoff_max*, and each sleep is
+        jittered between half and the full ceiling. Default ``0.25``.
+        Valid: 0 or more (0: no sleep). Cost: added to the call's time,
+        within *deadline*.
+    :param backoff_max: The largest backoff ceiling, in seconds. Default
+        ``8.0``. Valid: 0 or more.
+    :param retry_after_max: The longest a ``Retry-After`` (on a 429 or a
+        503) may make a call wait, in seconds; a longer one ends the
+        retries (for a create: the outcome stays unknown) instead of
+        waiting. Default ``30.0``. Valid: 0 or more.
+    :param reconcile: Settle a create's unknown outcome by a status query
+        under its tradeNo. Default ``True``. Off, an unknown outcome raises
+        :class:`~vexora_async.PayoutOutcomeUnknown` at once, and nothing is
+        sent again. Cost: one query or more per unknown outcome.
+    :param resubmit: The gateway refuses a duplicate tradeNo, so
+        reconciliation may send the same tradeNo again when the gateway
+        does not know it. Default ``True``. ``False`` is the mode for a
+        gateway that does not refuse duplicates: nothing is re-sent after
+        an unknown outcome, and every create asks the gateway for its
+        tradeNo before its first send, so that a tradeNo sent before (by an
+        earlier run, or recorded in a ledger that has since forgotten it)
+        is never sent again; see "Gateway assumptions". Cost of ``False``:
+        one status query per create, its round trip added to the create's
+        latency.
+    :param verify_rejections: Make a create refused with code ``8000`` ask
+        the gateway whether the tradeNo exists after all (an earlier
+        attempt, or a previous run of your process, may have created it).
+        Default ``True``. Off, the refusal comes back unconfirmed
+        (``RequestRejected.confirmed == False``). Cost: one status query
+        per refused create.
+    :param max_reconcile_queries: The most status queries of one call.
+        Default ``6``. Valid: an ``int`` from 1 to 100. Cost: each query is
+        a request; the deadline bounds them too.
+    :param adopt_unchecked: Report a payout found by a status query whose
+        answer carries no amount as this request's. Default ``False``: it
+        stays an unknown outcome, since it cannot be told apart from
+        another payout holding the same tradeNo (see :doc:`/retries`).
     """
 
     # Each check raises InvalidRequestError naming the field (NaN, infinity,

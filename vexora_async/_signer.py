@@ -49,6 +49,9 @@ def canonical_string(params: Mapping[str, object]) -> str:
 
     Keys are sorted by code point, which for the gateway's ASCII keys is the
     Java ``TreeMap`` order the gateway uses.
+
+    :param params: The flat body, as for :func:`sign`.
+    :returns: ``key=value`` pairs joined with nothing between them.
     """
     parts = []
     for key in sorted(params):
@@ -65,10 +68,17 @@ def canonical_string(params: Mapping[str, object]) -> str:
 def sign(params: Mapping[str, object], app_secret: str | Secret) -> str:
     """Compute the ``sign`` of a request or callback body.
 
-    *params* is the flat body; an existing ``sign`` key is ignored. Values
-    may be strings, ints, Decimals or bools; ``None``, ``""``, dicts and
-    lists are left out, as the gateway does. *app_secret* is a ``str`` or a
-    :class:`~vexora_async.Secret`.
+    MD5 of :func:`canonical_string` followed by the secret, as lowercase hex.
+
+    :param params: The flat body; an existing ``sign`` key is ignored.
+        Valid: values that are strings, ints, ``Decimal`` or ``bool``
+        (``true``/``false``); ``None``, ``""``, dicts, lists and tuples are
+        left out, as the gateway does. A ``float`` (its text is ambiguous)
+        or a lone surrogate raises
+        :class:`~vexora_async.InvalidRequestError`.
+    :param app_secret: A ``str`` or a :class:`~vexora_async.Secret`.
+        Valid: non-empty text.
+    :returns: The 32-character lowercase hex digest.
     """
     try:
         secret = as_secret(app_secret)
@@ -100,6 +110,12 @@ def verify(
     Constant-time over bytes. Only the exact lowercase hex digest is valid:
     the gateway documents lowercase, so an uppercase or padded sign is a
     different sign.
+
+    :param params: The flat body, as for :func:`sign`.
+    :param app_secret: A ``str`` or a :class:`~vexora_async.Secret`.
+    :param signature: The ``sign`` received. Anything but a ``str`` (a
+        missing sign, a number) is simply not valid.
+    :returns: ``True`` only for the exact sign.
     """
     try:
         secret = as_secret(app_secret)

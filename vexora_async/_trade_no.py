@@ -23,10 +23,12 @@ def new_trade_no(prefix: str = "") -> str:
     Unique among all calls in one process. Store it with your payout
     *before* you send it: after a crash or an unknown outcome you must
     resend or query under the same tradeNo, never a new one. Prefer a
-    tradeNo derived from your own payout id when you have one. *prefix*
-    (printable ASCII, at most 40 characters) is put in front; a prefix that
-    would make an invalid tradeNo raises
-    :class:`~vexora_async.InvalidRequestError`.
+    tradeNo derived from your own payout id when you have one.
+
+    :param prefix: Put in front of the time and digits. Default ``""``.
+        Valid: printable ASCII without whitespace, at most 40 characters
+        (a tradeNo has at most 64); else
+        :class:`~vexora_async.InvalidRequestError`.
     """
     if not isinstance(prefix, str):
         raise InvalidRequestError(

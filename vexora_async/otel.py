@@ -148,11 +148,12 @@ def providers_configured() -> bool:
 class OpenTelemetryHook(EventAdapter):
     """An ``on_event`` hook that turns the SDK's events into spans and metrics.
 
-    *tracer_provider* and *meter_provider* default to OpenTelemetry's
-    global ones (looked up on use, so a provider configured after this hook
-    was made is the one used). Give one hook to every client that shares
-    the providers; put it first among the hooks, so that the ones after it
-    run with the call's span current.
+    Give one hook to every client that shares the providers; put it first
+    among the hooks, so that the ones after it run with the call's span
+    current. A :class:`~vexora_async.VexoraClient` makes one by itself
+    (``instrument=True``) unless its ``on_event`` holds one; a
+    :class:`~vexora_async.notifications.NotificationReceiver` does not:
+    pass it there as ``on_event`` to measure callbacks too.
 
     The span of a call is made current when the call starts and stops being
     current when it ends, in the call's own task (its context): thousands
@@ -163,6 +164,14 @@ class OpenTelemetryHook(EventAdapter):
     ``vexora.reconciled``, ``vexora.from_ledger``, ``vexora.gateway.code``,
     ``error.type``; never an account number or a name. The span's status is
     ERROR only for the outcomes ``unknown`` and ``error``.
+
+    :param tracer_provider: Where the spans go. Default ``None``:
+        OpenTelemetry's global provider, looked up on use, so a provider
+        configured after this hook was made is the one used. Cost: one span
+        per call, with its attributes.
+    :param meter_provider: Where the metrics go. Default ``None``: the
+        global one, likewise. Cost: a few counter and histogram points per
+        call, attempt and callback.
     """
 
     def __init__(

@@ -142,7 +142,16 @@ class PrometheusHook(EventAdapter):
 
     Hooks made for the same *registry* share its metrics (a registry takes
     each name once), so every client may have its own hook, or share one.
-    No label ever holds a tradeNo, an account or a name.
+    No label ever holds a tradeNo, an account or a name, so the number of
+    series stays bounded however many payouts you send. Pass it to a
+    :class:`~vexora_async.notifications.NotificationReceiver` as
+    ``on_event`` too, to count callbacks.
+
+    :param registry: The ``prometheus_client.CollectorRegistry`` that holds
+        the metrics. Default ``None``: ``prometheus_client.REGISTRY``, the
+        one ``prometheus_client``'s exposition serves by default. Cost:
+        counter and histogram updates per call, attempt and callback, in
+        the call's task.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -26,7 +26,7 @@ import attrs
 
 from vexora_async._batch import OutcomeKind, PayoutOutcome
 from vexora_async._client import VexoraClient
-from vexora_async._models import BankCode, PayoutRequest
+from vexora_async._models import BankCode, PayoutRequest, TransactionStatus
 from vexora_async._operations import Operation
 from vexora_async._retry import RetryPolicy
 from vexora_async.exceptions import (
@@ -38,6 +38,12 @@ from vexora_async.exceptions import (
 )
 
 from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
+
+
+#: The sandbox's rule (``vexora_async.testing._transactions``, kept equal
+#: by a test; not imported, so that ``vexora --help`` loads no sandbox): a
+#: payout to an account ending in this suffix ends failed (``00029``).
+FAILED_SUFFIX = "0029"
 
 
 if TYPE_CHECKING:
@@ -58,6 +64,8 @@ _SETTLE_DELAY = 0.2
 # The gateway's 2 s, 5 s, 10 s... retry schedule, a hundred times faster.
 _TIME_SCALE = 0.01
 _CALLBACK_WAIT = 30.0
+#: The share of generated accounts given :data:`FAILED_SUFFIX`: failed
+#: payouts, on purpose, so that the summary shows both final statuses.
 _FAILING_SHARE = 0.03
 _NAMES = ("Ko Min Thu", "Daw Aye Aye", "U Kyaw Zin", "Ma Hnin Wai", "မောင်မောင်")
 #: The SDK's default retry policy with a loopback-sized backoff: the
@@ -117,6 +125,10 @@ _OK, _UNKNOWN, _NOT_TAKEN, _REFUSED, _FAILED = (
 )
 
 
+#: How a status query ended, for the summary: the rows add up to the total.
+_QUERY_ENDS = {_OK: "found", _REFUSED: "not found"}
+
+
 class _Watcher:
     """A middleware that records each exchange's end, per tradeNo.
 
@@ -128,14 +140,15 @@ class _Watcher:
         self.exchanges: defaultdict[str, list[tuple[Operation, str]]] = defaultdict(
             list
         )
-        self.queries = 0
+        #: Status queries, by how each ended: "found" (the gateway holds
+        #: the payout), "not found" (code 8000) or "failed" (an injected
+        #: fault; the SDK asks again while its deadline allows).
+        self.queries: Counter[str] = Counter()
 
     async def __call__(
         self, call: Call, call_next: Callable[[Call], Awaitable[object]]
     ) -> object:
         """Pass *call* on; note how the exchange ended."""
-        if call.operation is Operation.GET_PAYOUT:
-            self.queries += 1
         end = _FAILED
         try:
             result = await call_next(call)
@@ -152,6 +165,8 @@ class _Watcher:
             end = _OK
         finally:
             self.exchanges[call.trade_no or ""].append((call.operation, end))
+            if call.operation is Operation.GET_PAYOUT:
+                self.queries[_QUERY_ENDS.get(end, "failed")] += 1
         return result
 
     def how_accepted(self, trade_no: str) -> str:
@@ -159,8 +174,13 @@ class _Watcher:
         exchanges = self.exchanges[trade_no]
         creates = [end for op, end in exchanges if op is Operation.CREATE_PAYOUT]
         if _UNKNOWN in creates:
+            # Resent once any query did not find it, even when a later query
+            # found the resent one (its answer, too, was lost): "found" is a
+            # payout the gateway had made before the SDK sent it again.
+            not_found = (Operation.GET_PAYOUT, _REFUSED) in exchanges
             last_op, _ = exchanges[-1]
-            return "found" if last_op is Operation.GET_PAYOUT else "resent"
+            found = last_op is Operation.GET_PAYOUT and not not_found
+            return "found" if found else "resent"
         if _NOT_TAKEN in creates:
             return "retried"
         return "first"
@@ -173,6 +193,8 @@ class _Tally:
     kinds: Counter[OutcomeKind] = attrs.field(factory=Counter)
     accepted_how: Counter[str] = attrs.field(factory=Counter)
     unknown_after_batch: list[PayoutOutcome] = attrs.field(factory=list)
+    #: Payouts to accounts ending in the sandbox's failing suffix.
+    failing_on_purpose: set[str] = attrs.field(factory=set)
     resolved: int = 0
     still_unknown: set[str] = attrs.field(factory=set)
     executed: set[str] = attrs.field(factory=set)
@@ -208,8 +230,7 @@ def _requests(count: int, notify_url: str, seed: int) -> Iterator[PayoutRequest]
     for i in range(count):
         account = f"09{rng.randrange(10**9):09d}"
         if rng.random() < _FAILING_SHARE:
-            # The sandbox fails payouts to accounts ending in 0029.
-            account = account[:-4] + "0029"
+            account = account[: -len(FAILED_SUFFIX)] + FAILED_SUFFIX
         yield PayoutRequest(
             trade_no=f"DEMO{seed:04d}{i:08d}",
             amount=rng.randrange(10, 5000) * 100,
@@ -265,10 +286,16 @@ async def _main(args: argparse.Namespace, console: Any) -> int:
             middleware=[watcher],
         ) as client,
     ):
+        # One sentence a line, each well under 80 columns: rich wraps a
+        # longer one wherever the terminal ends, a URL cut from its label.
         console.print(
-            f"[bold]Vexora sandbox[/] at {gateway_url}, callback receiver at "
-            f"{receiver_url}\nSending {args.count:,} payouts, {args.concurrency} "
-            f"at a time, {args.fault_rate:.0%} of requests faulty (seed {args.seed})"
+            f"[bold]Sandbox gateway:[/]   {gateway_url}\n"
+            f"[bold]Callback receiver:[/] {receiver_url}\n"
+            f"Sending {args.count:,} payouts, {args.concurrency} at a time, "
+            f"{args.fault_rate:.0%} of requests faulty (seed {args.seed}).\n"
+            f"About {_FAILING_SHARE:.0%} go to accounts ending in {FAILED_SUFFIX}: "
+            "the sandbox fails those on purpose.",
+            highlight=False,
         )
         requests = _requests(args.count, f"{receiver_url}/vexora/notify", args.seed)
         batch_started = time.perf_counter()
@@ -321,6 +348,8 @@ async def _send(
             ),
         ):
             tally.kinds[outcome.kind] += 1
+            if outcome.request.bank_number.endswith(FAILED_SUFFIX):
+                tally.failing_on_purpose.add(outcome.trade_no)
             if outcome.kind is OutcomeKind.ACCEPTED:
                 tally.executed.add(outcome.trade_no)
                 tally.accepted_how[watcher.how_accepted(outcome.trade_no)] += 1
@@ -380,6 +409,8 @@ def _summary(
         if callback.verified and callback.trade_no:
             finals[callback.trade_no] = callback.status
     statuses = Counter(finals.values())
+    failed = {tn for tn, status in finals.items() if status == TransactionStatus.FAILED}
+    failed_on_purpose = len(failed & tally.failing_on_purpose)
     stats = gateway.stats
     retried = sum(1 for cb in receiver.received if cb.delivery > 1)
     balance = gateway.balance
@@ -410,9 +441,16 @@ def _summary(
         ("unknown after the batch", f"{len(tally.unknown_after_batch):,}"),
         ("  settled by resolve_payout", f"{tally.resolved:,}"),
         ("  still unknown", f"{len(tally.still_unknown):,}"),
-        ("status queries sent by the SDK", f"{watcher.queries:,}"),
-        ("succeeded (callback 0000)", f"{statuses['0000']:,}"),
-        ("failed (callback 00029)", f"{statuses['00029']:,}"),
+        ("status queries sent by the SDK", f"{watcher.queries.total():,}"),
+        ("  found the payout", f"{watcher.queries['found']:,}"),
+        ("  did not find it (8000)", f"{watcher.queries['not found']:,}"),
+        ("  failed (an injected fault)", f"{watcher.queries['failed']:,}"),
+        ("final status, by callback", ""),
+        ("  succeeded (0000)", f"{statuses['0000']:,}"),
+        (
+            f"  failed on purpose (account …{FAILED_SUFFIX})",
+            f"{failed_on_purpose:,}",
+        ),
         (
             "callbacks verified",
             f"{len(receiver.verified_trade_nos):,} of {len(tally.executed):,}",
@@ -425,9 +463,25 @@ def _summary(
         ("payouts per second", f"{args.count / tally.batch_seconds:,.0f}"),
         ("total elapsed", f"{tally.total_seconds:.2f} s"),
     ]
+    if len(failed) > failed_on_purpose:
+        # Never expected: the sandbox fails only the accounts above.
+        at = rows.index(("  succeeded (0000)", f"{statuses['0000']:,}")) + 2
+        rows.insert(at, ("  failed otherwise", f"{len(failed) - failed_on_purpose:,}"))
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    # What a first look at the table gets wrong; one sentence a line.
+    console.print(
+        "Accepted means the gateway took the payout; its callback told how it "
+        "ended.\n"
+        f"The sandbox fails every payout to an account ending in {FAILED_SUFFIX}, "
+        "on purpose.\n"
+        "Status queries: one after each unknown outcome, again after a failed "
+        "one.\n"
+        "A resent payout can be unknown again, so one payout may take several "
+        "queries.",
+        highlight=False,
+    )
 
 
 command = Command(

@@ -38,7 +38,13 @@ class MemoryLedger:
     is refused by a gateway that refuses duplicates, and the SDK's
     rejection check then finds the original by a status query. Share a
     durable ledger between processes (see "Running many workers").
-    *clock* (epoch seconds) judges leases.
+
+    :param max_entries: The most settled entries kept; past it the oldest
+        are forgotten first. Default ``20000``. Valid: an ``int`` from 1 to
+        100,000,000, else :class:`~vexora_async.InvalidRequestError`. Cost:
+        about 0.7 KB of memory each (some 14 MB for the default).
+    :param clock: Returns epoch seconds; judges claim leases. Default
+        ``time.time``. Valid: a callable.
     """
 
     def __init__(

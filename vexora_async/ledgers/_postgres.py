@@ -123,9 +123,9 @@ class PayoutClaimer(Protocol):
 class PostgresLedger:
     """A :class:`~vexora_async.Ledger` in PostgreSQL (the ``postgres`` extra).
 
-    *pool* is a ``psycopg_pool.AsyncConnectionPool`` you own (open it
-    before use, close it after). Connections die under it (a failover, a
-    restart, ``pg_terminate_backend``): a claim, settle or release whose
+    For workers on many machines, and claims inside your own transaction.
+    Connections die under the pool (a failover, a restart,
+    ``pg_terminate_backend``): a claim, settle or release whose
     connection turns out broken is sent again at once on another, up to
     the pool's ``max_size`` plus two times (a failover breaks every idle
     connection at once). A write that committed before its connection
@@ -141,10 +141,18 @@ class PostgresLedger:
     (a pool of five dead connections: 15 s before the first checkout),
     which a short deadline does not survive.
 
-    *table* (optionally schema-qualified) is created by
-    :meth:`create_table`; :meth:`prune` removes old settled entries. Each
-    operation is one short transaction of its own, except
+    Each operation is one short transaction of its own, except
     :meth:`claim_in` and :meth:`claim_payout`, which run in yours.
+    :meth:`prune` removes old settled entries.
+
+    :param pool: A ``psycopg_pool.AsyncConnectionPool`` you own: open it
+        before use, close it after. Required. Cost: each operation holds
+        one of its connections for one short transaction; its ``max_size``
+        bounds the ledger writes running at once.
+    :param table: The table's name, optionally schema-qualified
+        (``"payments.vexora_ledger"``), quoted as an identifier. Default
+        ``"vexora_ledger"``. Create it with :meth:`schema` in a migration,
+        or :meth:`create_table`.
     """
 
     def __init__(
@@ -338,6 +346,16 @@ class PostgresLedger:
         :meth:`~vexora_async.VexoraClient.ledger_fingerprint`, for its
         ``claim_lease``. Nothing is kept in memory for the claim, whether
         your transaction commits or rolls back.
+
+        :param connection: Your ``psycopg.AsyncConnection``, inside the
+            transaction that stores (or locks) the payout row; the claim
+            stands once it commits.
+        :param client: The :class:`~vexora_async.VexoraClient` that will
+            send the payout. Valid: one whose ``ledger`` is this ledger,
+            else ``ValueError``.
+        :param request: The payout to claim.
+        :returns: The claim: granted with its token, or not, with the
+            entry that stood in the way as *prior*.
         """
         if client.ledger is not self:
             msg = "the client does not use this ledger"
@@ -414,7 +432,13 @@ class PostgresLedger:
         """Delete accepted and rejected entries older than *older_than*.
 
         ``UNKNOWN`` and ``IN_FLIGHT`` entries are kept: they still need
-        reconciling. Returns how many entries were deleted.
+        reconciling.
+
+        :param older_than: The age, by the server's clock, past which
+            settled entries go: longer than any retry of yours may come
+            (``timedelta(days=90)``, say). Not checked: zero or less
+            deletes every settled entry.
+        :returns: How many entries were deleted.
         """
 
         async def prune(conn: psycopg.AsyncConnection[Any], _: int) -> int:

@@ -199,16 +199,24 @@ def _entry(pairs: Sequence[bytes | str] | dict[Any, Any]) -> LedgerEntry | None:
 class RedisLedger:
     """A :class:`~vexora_async.Ledger` in Redis or Valkey (the ``redis`` extra).
 
-    *redis_client* is a ``redis.asyncio.Redis`` (or ``RedisCluster``) you
-    own and close; :meth:`from_url` makes one this ledger owns and closes
-    in :meth:`aclose`. Keys are *prefix* + the SDK's key (merchant,
-    operation, tradeNo). Accepted and rejected entries expire after
-    *settled_ttl* (default 90 days, longer than any realistic retry
-    window; ``None`` keeps them): a tradeNo repeated after that is sent
-    again, and a gateway that refuses duplicates refuses it and a status
-    query finds the original. Unknown and in-flight entries never expire:
-    they still need reconciling. Run Redis with ``maxmemory-policy
-    noeviction`` (see "Running many workers").
+    For workers on many machines. Each claim, settle and release is one
+    Lua script, judged by the server's clock. Unknown and in-flight
+    entries never expire: they still need reconciling. Run Redis with
+    ``maxmemory-policy noeviction`` (see "Running many workers").
+
+    :param redis_client: A ``redis.asyncio.Redis`` (or ``RedisCluster``)
+        you own and close. Required. :meth:`from_url` makes one that this
+        ledger owns and closes in :meth:`aclose`.
+    :param prefix: Put before the SDK's key (merchant, operation, tradeNo)
+        to make each Redis key. Default ``"vexora:ledger:"``. Give each
+        application sharing a Redis its own.
+    :param settled_ttl: How long accepted and rejected entries are kept.
+        Default 90 days, longer than any realistic retry window; ``None``
+        keeps them for good. Valid: at least one second (else
+        ``ValueError``), or ``None``. A tradeNo repeated after it is sent
+        again, and a gateway that refuses duplicates refuses it, and a
+        status query finds the original. Cost: Redis memory for every
+        payout settled within it.
     """
 
     def __init__(
@@ -240,7 +248,11 @@ class RedisLedger:
     ) -> RedisLedger:
         """Connect to *url* (``redis://...``); :meth:`aclose` closes it.
 
-        *options* go to ``redis.asyncio.Redis.from_url``.
+        :param url: The Redis URL (``redis://``, ``rediss://`` or
+            ``unix://``); never shown in this ledger's ``repr``.
+        :param prefix: As the constructor's.
+        :param settled_ttl: As the constructor's.
+        :param options: Passed to ``redis.asyncio.Redis.from_url``.
         """
         ledger = cls(
             redis.asyncio.Redis.from_url(url, **options),

@@ -73,12 +73,25 @@ def _row_to_entry(row: tuple[Any, ...]) -> LedgerEntry:
 class SQLiteLedger:
     """A :class:`~vexora_async.Ledger` kept in an SQLite file.
 
-    *path* is the database file (created if missing). Close it with
-    :meth:`aclose` (or ``async with``). Entries are kept for good, across
-    restarts, until :meth:`prune` removes accepted and rejected ones older
-    than a cut-off you choose (keep them longer than any retry of yours
-    may come: 90 days, say); ``UNKNOWN`` and ``IN_FLIGHT`` ones are never
-    pruned.
+    For the processes of one machine. Close it with :meth:`aclose` (or
+    ``async with``). Entries are kept for good, across restarts, until
+    :meth:`prune` removes accepted and rejected ones older than a cut-off
+    you choose (keep them longer than any retry of yours may come: 90
+    days, say); ``UNKNOWN`` and ``IN_FLIGHT`` ones are never pruned. Each
+    operation runs in a worker thread, one at a time per ledger.
+
+    :param path: The database file, created if missing (in WAL mode).
+        Required. Valid: a non-empty ``str`` or ``os.PathLike`` without
+        NUL, else :class:`~vexora_async.InvalidRequestError`; a file SQLite
+        cannot open is a :class:`~vexora_async.LedgerError`.
+    :param clock: Returns epoch seconds; judges claim leases and
+        :meth:`prune`'s cut-off. Default ``time.time``. Valid: a callable.
+        Every process sharing the file must keep the same time.
+    :param busy_timeout: Seconds an operation waits for another process's
+        write lock before it fails (in a client's call: a
+        :class:`~vexora_async.LedgerError`, nothing sent). Default
+        ``30.0``. Valid: 0 to 86,400. Cost: a call may wait that long for
+        the file, within its own deadline.
     """
 
     def __init__(
@@ -246,7 +259,15 @@ class SQLiteLedger:
         """Delete settled entries last touched more than *older_than* s ago.
 
         ``UNKNOWN`` and ``IN_FLIGHT`` entries are kept: they still need
-        reconciling. Returns how many entries were deleted.
+        reconciling.
+
+        :param older_than: Seconds, by this ledger's clock: keep entries
+            longer than any retry of yours may come (90 days is
+            ``90 * 86400``). Not checked: 0 or less deletes every settled
+            entry, and a repeated tradeNo is then sent again (a gateway
+            that refuses duplicates refuses it, and a status query finds
+            the original).
+        :returns: How many entries were deleted.
         """
         cutoff = self._clock() - older_than
         return await asyncio.to_thread(self._prune, cutoff)

@@ -334,35 +334,49 @@ def parse_notification(
 ) -> Notification:
     """Verify a callback body and return it as a typed record.
 
-    *body* is the request body exactly as received (bytes, never a
-    re-serialised dict). Checks, in order: size (*max_bytes*), UTF-8, JSON
-    object, the ``sign`` (constant-time, over the fields as received), the
-    required fields ``tradeNo``, ``status`` and ``amount`` and, if
-    *max_age* (seconds) is given, the ``timestamp``'s age against *now*
-    (epoch seconds, default the clock).
+    Checks, in order: size, UTF-8, JSON object, the ``sign``
+    (constant-time, over the fields as received), the required fields
+    ``tradeNo``, ``status`` and ``amount`` and, if asked, the
+    ``timestamp``'s age. A refusal carries no traceback below this function
+    and no ``__cause__`` traceback: those frames hold the body, which may
+    carry an account number or a name, and error reporters record frame
+    locals. An option of the wrong type or value raises
+    :class:`~vexora_async.InvalidRequestError` naming it.
 
-    *kind* says which record you expect. Give it, and give payouts and
-    pay-ins their own ``notifyUrl``: the sign does not say which kind a
-    body is, so a receiver for one kind refuses a body carrying the other
-    kind's fields (``channelCode``/``wayCode`` for pay-ins,
-    ``bankCode``/``bankNumber`` for payouts) with
-    :class:`~vexora_async.MalformedNotification`. Without *kind*, a notification
-    is a :class:`DepositNotification` when it carries a non-empty
-    ``channelCode`` or ``wayCode`` and a :class:`PayoutNotification`
-    otherwise: the gateway documents those two fields for pay-in callbacks
-    only, and says they *may* be present, so a pay-in callback without
-    them reads as a payout.
-
-    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; this
-    function's frame holds only the masked wrapper. A refusal carries no
-    traceback below this function and no ``__cause__`` traceback: those
-    frames hold the body, which may carry an account number or a name, and
-    error reporters record frame locals.
-
-    Raises :class:`~vexora_async.SignatureError`,
-    :class:`~vexora_async.MalformedNotification` (and its
-    :class:`~vexora_async.NotificationTooLarge`) or
-    :class:`~vexora_async.StaleNotification`.
+    :param body: The request body exactly as received (bytes, never a
+        re-serialised dict).
+    :param app_secret: A ``str`` or a :class:`~vexora_async.Secret`; this
+        function's frame holds only the masked wrapper. Valid: non-empty
+        text.
+    :param kind: ``"payout"`` or ``"deposit"``: the record you expect.
+        Give it, and give payouts and pay-ins their own ``notifyUrl``: the
+        sign does not say which kind a body is, so with *kind* a body
+        carrying the other kind's fields (``channelCode``/``wayCode`` for
+        pay-ins, ``bankCode``/``bankNumber`` for payouts) is refused with
+        :class:`~vexora_async.MalformedNotification`. Default ``None``: a
+        :class:`DepositNotification` when the body carries a non-empty
+        ``channelCode`` or ``wayCode``, a :class:`PayoutNotification`
+        otherwise (the gateway documents those two fields for pay-in
+        callbacks only, and says they *may* be present, so a pay-in
+        callback without them reads as a payout).
+    :param max_bytes: The largest body taken; a larger one is refused with
+        :class:`~vexora_async.NotificationTooLarge` before it is decoded.
+        Default ``65536`` (64 KiB). Valid: an ``int`` from 1 to 16 MiB.
+    :param max_age: Refuse a ``timestamp`` older than this many seconds
+        (:class:`~vexora_async.StaleNotification`). Default ``None``: not
+        checked. Valid: over 0, at most 604,800 (a week). The gateway
+        redelivers for up to 24 hours, so a short limit refuses its
+        legitimate retries.
+    :param now: The time *max_age* is judged against, in epoch seconds.
+        Default ``None``: the system clock. Valid: 0 or more, before the
+        year 5000.
+    :returns: The verified notification, as its kind's record.
+    :raises ~vexora_async.SignatureError: The ``sign`` is missing or
+        wrong (a receiver answers 403).
+    :raises ~vexora_async.MalformedNotification: The body is not a
+        readable callback (400), or too large:
+        :class:`~vexora_async.NotificationTooLarge` (413).
+    :raises ~vexora_async.StaleNotification: Older than *max_age* (400).
     """
     try:
         secret = as_secret(app_secret)

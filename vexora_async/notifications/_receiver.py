@@ -198,11 +198,10 @@ class NotificationReceiver:
 
     For each POST it reads the body (at most *max_body_bytes*, within
     *body_timeout* seconds), verifies it with
-    :func:`~vexora_async.notifications.parse_notification` (with *kind* and *max_age*),
-    and awaits ``handler(notification, already_handled=...)``.
-    *already_handled* is true when *store* says this (kind, tradeNo,
-    status) was handled before; deliveries of the same one never run the
-    handler concurrently.
+    :func:`~vexora_async.notifications.parse_notification` (with *kind*
+    and *max_age*), and awaits ``handler(notification,
+    already_handled=...)``. Deliveries of the same (kind, tradeNo, status)
+    never run the handler concurrently.
 
     It answers 200 ``OK`` when the handler returned; 400, 403 or 413 for a
     refused body; 408 when the body did not arrive within *body_timeout*;
@@ -217,15 +216,57 @@ class NotificationReceiver:
 
     Keep the handler fast: record the fact durably (one database write)
     and leave slow work to a background task; see "Receiving callbacks".
+    A signature proves the gateway sent a callback, not that its tradeNo
+    is one of yours: the handler must check that.
 
-    *max_age* (seconds, off by default) refuses notifications whose
-    ``timestamp`` is older: the gateway retries for 24 hours, so a shorter
-    limit refuses its legitimate retries.
+    Every option is checked here: one of the wrong type or value raises
+    :class:`~vexora_async.InvalidRequestError` whose ``field`` names it.
 
-    *app_secret* is a ``str`` or a :class:`~vexora_async.Secret`; the
-    receiver keeps only the masked wrapper. An option of the wrong type or
-    value raises :class:`~vexora_async.InvalidRequestError` whose ``field``
-    names it.
+    :param app_secret: The secret callbacks are signed with (the client's):
+        a ``str`` or a :class:`~vexora_async.Secret`; the receiver keeps
+        only the masked wrapper. Required. Valid: a non-empty string.
+    :param handler: ``async def handler(notification, *,
+        already_handled)``: return to acknowledge, raise to have the
+        gateway deliver again. *already_handled* is true when *store* says
+        this (kind, tradeNo, status) was handled before. Required. Valid:
+        a callable.
+    :param kind: ``"payout"`` or ``"deposit"``: the one kind this
+        receiver takes; a body carrying the other kind's fields is refused
+        (400). Default ``None``: guessed from the body (see
+        :func:`~vexora_async.notifications.parse_notification`); give each
+        kind its own ``notify_url`` and receiver instead.
+    :param store: Remembers which notifications were handled. Default
+        ``None``: a :class:`MemoryNotificationStore` of this process
+        (100,000 keys, forgotten on restart). Valid: anything with async
+        ``was_handled(key)`` and ``mark_handled(key)``; share one (such as
+        :class:`RedisNotificationStore`) between receiver replicas. Cost:
+        one read per delivery before the handler, and one write after the
+        first that succeeded.
+    :param max_body_bytes: The largest body read; a larger one is refused
+        with 413, as soon as its size shows. Default ``65536`` (64 KiB; a callback
+        is a few hundred bytes). Valid: an ``int`` from 1 to 16 MiB.
+    :param handler_timeout: Seconds the handler may run before it is
+        cancelled and the gateway gets 503. Default ``5.0``, well under
+        the gateway's 10 s. Valid: over 0, at most 86,400; past about 10 s
+        the gateway has given up on the answer and delivers again.
+    :param max_age: Refuse notifications whose ``timestamp`` is older, in
+        seconds (400). Default ``None``: not checked. Valid: over 0, at
+        most 604,800 (a week). The gateway redelivers for hours, so a
+        short limit refuses its legitimate retries.
+    :param clock: Returns epoch seconds, for *max_age*. Default
+        ``time.time``. Valid: a callable.
+    :param body_timeout: Seconds to receive a whole body, else 408.
+        Default ``3.0`` (with the handler's 5 s, under the gateway's 10 s).
+        Valid: over 0, at most 86,400.
+    :param max_body_reads: Requests that may wait for their body at once;
+        past it the longest waiting get 503. Default ``100``. Valid: an
+        ``int`` of at least 1. Cost: each waiting request holds a
+        connection (a file descriptor) until its body or *body_timeout*.
+    :param on_event: A callable, or a sequence of them, called with a
+        :class:`~vexora_async.events.CallbackHandled` for each delivery
+        answered. Default ``None``. The receiver is not instrumented by
+        itself: give it the client's :class:`~vexora_async.otel.OpenTelemetryHook`
+        or :class:`~vexora_async.prometheus.PrometheusHook` here.
     """
 
     def __init__(

@@ -12,10 +12,17 @@ class RedisNotificationStore:
     """A :class:`NotificationStore` in Redis (the ``redis`` extra).
 
     Callback deduplication then holds across receiver replicas and
-    restarts. Keys are *prefix* + the notification's ``dedup_key``, and
-    expire after *ttl* (default 7 days, far past the gateway's last
-    retry, about 10 hours after the first delivery). *redis_client* is
-    yours to close; :meth:`from_url` makes one that :meth:`aclose` closes.
+    restarts.
+
+    :param redis_client: A ``redis.asyncio.Redis`` you own and close.
+        Required. :meth:`from_url` makes one that :meth:`aclose` closes.
+    :param prefix: Put before the notification's ``dedup_key`` to make
+        each Redis key. Default ``"vexora:notification:"``.
+    :param ttl: How long a handled key is remembered. Default 7 days, far
+        past the gateway's last retry (its documented schedule ends about
+        10 hours after the first delivery). Valid: at least one second,
+        else ``ValueError``. Cost: one small key per notification handled
+        within it.
     """
 
     def __init__(
@@ -42,7 +49,13 @@ class RedisNotificationStore:
         ttl: dt.timedelta = dt.timedelta(days=7),
         **options: Any,
     ) -> RedisNotificationStore:
-        """Connect to *url*; :meth:`aclose` closes the connection."""
+        """Connect to *url*; :meth:`aclose` closes the connection.
+
+        :param url: The Redis URL (``redis://...``).
+        :param prefix: As the constructor's.
+        :param ttl: As the constructor's.
+        :param options: Passed to ``redis.asyncio.Redis.from_url``.
+        """
         store = cls(
             redis.asyncio.Redis.from_url(url, **options), prefix=prefix, ttl=ttl
         )

@@ -29,9 +29,15 @@ class NotificationStore(Protocol):
 class MemoryNotificationStore:
     """The default store: this process's memory, bounded.
 
-    Forgets the oldest keys beyond *max_entries*, and everything on a
-    restart, and is not shared between worker processes: a handler must
-    still be idempotent on its own (see "Receiving callbacks").
+    Forgets everything on a restart, and is not shared between worker
+    processes: a handler must still be idempotent on its own (see
+    "Receiving callbacks").
+
+    :param max_entries: The most keys remembered; past it the oldest are
+        forgotten first. Default ``100000``. Valid: an ``int`` of at least
+        1, else :class:`~vexora_async.InvalidRequestError`. Cost: some 170
+        bytes per key (its JSON string and the map's bookkeeping), so
+        about 17 MB when full at the default.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:

@@ -80,19 +80,43 @@ def _credential(_: object, attribute: attrs.Attribute[Any], value: object) -> No
 class SandboxConfig:
     """How a :class:`~vexora_async.testing.FakeGateway` behaves.
 
-    *timestamp_window*: how far (seconds, either way) a request's
-    ``timestamp`` may be from the gateway's clock. *settle_delay*: seconds
-    after which an accepted transaction reaches its scenario's final status
-    (default :data:`DEFAULT_SETTLE_DELAY`, half a second; ``None``: only
-    when a test calls ``settle``). *callback_schedule*: the
-    retry delays after a failed callback delivery, each multiplied by
-    *time_scale* (``0.001`` turns the gateway's 24 hours into 36 seconds).
-    *callback_timeout*: how long a delivery waits for the merchant's ``OK``.
-    *initial_balance*: the available balance in kyat. *reject_duplicates*:
-    refuse a repeated ``tradeNo`` with code ``8000`` as the gateway does
-    (``False`` models a gateway that would execute it twice, to test a
-    client's own idempotency). *callbacks*: send callbacks at all.
-    *allow_remote_callbacks*: POST callbacks to hosts other than loopback.
+    Checked when built: a bad value raises
+    :class:`~vexora_async.InvalidRequestError` naming the field. Seconds
+    are an ``int`` or ``float``, finite; ``bool`` is refused.
+
+    :param merchant_no: The merchant number the sandbox expects. Default
+        :data:`SANDBOX_MERCHANT_NO` (``"1000000001"``). Valid: a non-empty
+        ``str``.
+    :param app_secret: The secret it signs and verifies with. Default
+        :data:`SANDBOX_APP_SECRET` (``"sandbox-app-secret"``, public on
+        purpose). Valid: a non-empty ``str``.
+    :param timestamp_window: How far (seconds, either way) a request's
+        ``timestamp`` may be from the sandbox's clock; further is refused
+        with code ``8000``. Default ``300.0``. Valid: over 0.
+    :param settle_delay: Seconds after which an accepted transaction
+        reaches its scenario's final status. Default
+        :data:`DEFAULT_SETTLE_DELAY` (``0.5``). Valid: 0 or more, or
+        ``None``: only when a test calls ``settle``.
+    :param callback_schedule: The retry delays after a failed callback
+        delivery, in seconds, each multiplied by *time_scale*. Default
+        :data:`CALLBACK_SCHEDULE`, the gateway's documented 2 s, 5 s, 10 s,
+        30 s, 1 h, then 3 h three times. Valid: a sequence of numbers, each
+        finite and 0 or more.
+    :param time_scale: Multiplies the callback retry delays: ``0.001``
+        turns the gateway's ten hours of retries into 36 seconds. Default
+        ``1.0``. Valid: over 0.
+    :param callback_timeout: Seconds a delivery waits for the merchant's
+        ``OK``. Default ``10.0``, as the gateway. Valid: over 0.
+    :param initial_balance: The available balance, in whole kyat. Default
+        10,000,000,000. Valid: an ``int`` or integral ``Decimal``, 0 or
+        more, at most 15 digits.
+    :param reject_duplicates: Refuse a repeated ``tradeNo`` with code
+        ``8000``, as the gateway does. Default ``True``. ``False`` models a
+        gateway that would execute it twice, to test a client's own
+        idempotency.
+    :param callbacks: Send callbacks at all. Default ``True``.
+    :param allow_remote_callbacks: POST callbacks to hosts other than
+        loopback. Default ``False``: a notify URL elsewhere gets none.
     """
 
     merchant_no: str = attrs.field(default=SANDBOX_MERCHANT_NO, validator=_credential)

@@ -121,10 +121,19 @@ async def serve_sandbox(
             async with VexoraClient(merchant_no, secret, url) as client:
                 ...
 
-    *port* 0 picks a free port. Pass a :class:`SandboxApp` to choose its
-    callback options; a bare gateway gets a default one. The app's timers
-    and callbacks run while the server does. A dropped-connection fault
-    really closes the socket with no response.
+    The app's timers and callbacks run while the server does, and stop
+    when the block ends. A dropped-connection fault really closes the
+    socket with no response. Needs the ``sandbox`` extra (uvicorn).
+
+    :param gateway: What to serve: a :class:`FakeGateway`, or a
+        :class:`SandboxApp` to choose its callback options. Default
+        ``None``: a new gateway with the default :class:`SandboxConfig`.
+    :param host: The address to listen on. Default ``"127.0.0.1"``.
+        Valid: a loopback IP address (``127.0.0.1``, ``::1``), else
+        :class:`~vexora_async.InvalidRequestError`.
+    :param port: The port to listen on. Default ``0``: any free port (the
+        yielded URL says which). Valid: an ``int`` from 0 to 65535; one
+        already taken raises :class:`~vexora_async.VexoraError`.
     """
     app = gateway if isinstance(gateway, SandboxApp) else SandboxApp(gateway)
     async with serve_app(app, host=host, port=port) as url:
