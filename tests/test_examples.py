@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from aiohttp import test_utils
 
 from tests.helpers import CALLBACK_BODY, SECRET, callback
@@ -139,9 +140,16 @@ async def post_aiohttp(app: Any, path: str, *bodies: bytes) -> list[tuple[int, s
     return results
 
 
+def aiohttp_app(**sent: int) -> Any:
+    """The aiohttp example, having sent the vector's payout and *sent* too."""
+    ledger = aiohttp_example.Ledger()
+    ledger.sent = {TRADE_NO: Decimal(100)} | {k: Decimal(v) for k, v in sent.items()}
+    return aiohttp_example.create_app(SECRET, ledger)
+
+
 async def test_aiohttp_adapted_receiver() -> None:
     """The adapted receiver acknowledges, records once, and refuses forgeries."""
-    app = aiohttp_example.create_app(SECRET)
+    app = aiohttp_app()
     results = await post_aiohttp(
         app, "/vexora/payouts/notify", CALLBACK_BODY, CALLBACK_BODY, FORGED, b"[]"
     )
@@ -163,8 +171,22 @@ async def test_aiohttp_refuses_huge_bodies() -> None:
 
 async def test_aiohttp_sans_io_core_route() -> None:
     """The deposit route, on parse_notification alone, verifies and answers."""
-    app = aiohttp_example.create_app(SECRET)
+    app = aiohttp_app(**{"DEP-2": 100})
     body = callback({"channelCode": "EWALLET", "tradeNo": "DEP-2"})
     results = await post_aiohttp(app, "/vexora/deposits/notify", body, FORGED, b"\xff")
     assert results == [(200, "OK"), (403, "refused"), (400, "refused")]
     assert app[aiohttp_example.LEDGER].states == {"DEP-2": "0000"}
+
+
+@pytest.mark.parametrize("path", ["/vexora/payouts/notify", "/vexora/deposits/notify"])
+async def test_aiohttp_ignores_validly_signed_callbacks_that_are_not_ours(
+    path: str,
+) -> None:
+    """A tradeNo never sent, or more than was sent: acknowledged, not recorded."""
+    app = aiohttp_app()
+    stranger = callback({"tradeNo": "VX-NOT-OURS"})
+    more = callback({"amount": "100000"})
+    results = await post_aiohttp(app, path, stranger, more)
+    assert results == [(200, "OK"), (200, "OK")]
+    assert app[aiohttp_example.LEDGER].states == {}
+    assert app[aiohttp_example.LEDGER].strangers == ["VX-NOT-OURS", TRADE_NO]

@@ -9,6 +9,9 @@ The deposit route shows the sans-I/O core alone, :func:`parse_notification`,
 for when you want none of that machinery: then de-duplication, the handler
 timeout and the exact answer are yours to get right.
 
+Both check that a notification is about a transaction of yours before they
+record it: a valid sign only proves it was signed with your secret.
+
 Run it on loopback::
 
     export VEXORA_APP_SECRET=...
@@ -17,7 +20,9 @@ Run it on loopback::
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from vexora_async import NotificationError
@@ -28,12 +33,35 @@ from vexora_async.notifications import (
 )
 
 
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+
+logger = logging.getLogger("shop.vexora")
+
+
 class Ledger:
     """Stands in for your database: each transaction's state, by tradeNo."""
 
     def __init__(self) -> None:
+        #: The payouts and pay-ins you created, by tradeNo: their amounts.
+        self.sent: dict[str, Decimal] = {}
         self.states: dict[str, str] = {}
         self.final: set[str] = set()
+        self.strangers: list[str] = []
+
+    async def is_ours(self, notification: Notification) -> bool:
+        """Tell whether the notification is about a transaction you created.
+
+        A payout moves the amount you sent; a pay-in may be partial
+        (``0001``), never more.
+        """
+        sent = self.sent.get(notification.trade_no)
+        if sent is None:
+            return False
+        if notification.kind == "payout":
+            return notification.amount == sent
+        return notification.amount <= sent
 
     async def record(self, notification: Notification) -> None:
         """Store the state, never changing one that is already final."""
@@ -50,9 +78,23 @@ def create_app(app_secret: str, ledger: Ledger | None = None) -> web.Application
     """Build the app: the adapted receiver for payouts, the core for pay-ins."""
     book = Ledger() if ledger is None else ledger
 
+    async def record_if_ours(notification: Notification) -> None:
+        if await book.is_ours(notification):
+            await book.record(notification)
+            return
+        # Validly signed, but not a transaction of yours (another service or
+        # environment on your merchant number) or not its amount: change
+        # nothing, acknowledge (no retry makes it yours), tell a human.
+        logger.error(
+            "%s callback for a transaction we did not create: tradeNo=%s",
+            notification.kind,
+            notification.trade_no,
+        )
+        book.strangers.append(notification.trade_no)
+
     async def on_payout(notification: Notification, *, already_handled: bool) -> None:
         if not already_handled:
-            await book.record(notification)
+            await record_if_ours(notification)
 
     receiver = NotificationReceiver(app_secret, on_payout, kind="payout")
 
@@ -70,7 +112,7 @@ def create_app(app_secret: str, ledger: Ledger | None = None) -> web.Application
         except NotificationError as exc:
             # Never "OK": the gateway must deliver it again.
             return web.Response(status=exc.http_status, text="refused")
-        await book.record(notification)  # idempotent on its own
+        await record_if_ours(notification)  # idempotent on its own
         return web.Response(text="OK", content_type="text/plain")
 
     app = web.Application(client_max_size=receiver.max_body_bytes)
