@@ -71,7 +71,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
 NOT_YET = {
     "index.md",
     "payouts.md",
-    "quickstart.md",
     "retries.md",
 }
 
