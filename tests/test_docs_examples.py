@@ -68,8 +68,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 #: Pages whose blocks do not all run yet (issue 20 is rewriting them); each
 #: fix takes its page off this list, and an empty list is the goal.
-NOT_YET = {
-}
+NOT_YET: set[str] = set()
 
 
 class PageEvaluator:
