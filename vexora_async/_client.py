@@ -453,8 +453,7 @@ class VexoraClient:
         :param deadline: This call's deadline in seconds, every attempt,
             backoff and query included. Default ``None``: the retry
             policy's (``60.0`` unless you set it). Valid: over 0, at most
-            86,400,
-            and at least 10 s under the client's ``claim_lease``.
+            86,400, and at least 10 s under the client's ``claim_lease``.
         :returns: The gateway's answer: the payout was accepted, and its
             status is usually still processing (``0015``).
         :raises ~vexora_async.RequestRejected: The gateway refused the
@@ -495,9 +494,13 @@ class VexoraClient:
     ) -> PayoutResult:
         """Settle a payout whose outcome was unknown, under its own tradeNo.
 
-        Always asks the gateway first (status query), whatever the retry
-        policy says about reconciliation. If the gateway knows the tradeNo
-        with this request's amount, that is the result, and nothing is sent.
+        A tradeNo whose create this client's ledger already holds as
+        accepted is answered from the ledger, with no query: the create's
+        outcome is known (use :meth:`get_payout` for the payout's status
+        now). Otherwise it asks the gateway first (status query), whatever
+        the retry policy says about reconciliation. If the gateway knows the
+        tradeNo with this request's amount, that is the result, and nothing
+        is sent.
         If it does not know it, the same request is sent again under the same
         tradeNo, unless the policy's ``resubmit`` is off (then the outcome
         stays unknown). Use it after
@@ -514,8 +517,7 @@ class VexoraClient:
         :param deadline: This call's deadline in seconds, every attempt,
             backoff and query included. Default ``None``: the retry
             policy's (``60.0`` unless you set it). Valid: over 0, at most
-            86,400,
-            and at least 10 s under the client's ``claim_lease``.
+            86,400, and at least 10 s under the client's ``claim_lease``.
         :returns: The payout's result: found by the query, or accepted
             when sent again.
         :raises ~vexora_async.PayoutOutcomeUnknown: It still cannot tell
@@ -635,8 +637,7 @@ class VexoraClient:
         :param deadline: This call's deadline in seconds, every attempt,
             backoff and query included. Default ``None``: the retry
             policy's (``60.0`` unless you set it). Valid: over 0, at most
-            86,400,
-            and at least 10 s under the client's ``claim_lease``.
+            86,400, and at least 10 s under the client's ``claim_lease``.
         :returns: The gateway's answer; its checkout URL is in ``raw``.
         """
         if not isinstance(request, DepositRequest):

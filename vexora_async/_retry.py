@@ -93,9 +93,10 @@ class RetryPolicy:
     ``bool`` are refused, and a switch must be ``True`` or ``False``,
     nothing merely truthy.
 
-    :meth:`~vexora_async.VexoraClient.resolve_payout` always asks the
-    gateway first, whatever *reconcile* says; *resubmit* still decides
-    whether it may send the request again.
+    :meth:`~vexora_async.VexoraClient.resolve_payout` asks the gateway
+    first, whatever *reconcile* says (unless its ledger already holds the
+    create as accepted); *resubmit* still decides whether it may send the
+    request again.
 
     :param max_retries: Extra attempts after a transient failure, per
         call. Default ``2``. Valid: an ``int`` from 0 to 100. Cost: each is
