@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import socket
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,17 @@ from psycopg import sql
 from taskiq import InMemoryBroker, ScheduledTask, ScheduleSource
 from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
-from vexora_async import PayoutRequest, RedisLedger, RetryPolicy, VexoraClient
+from vexora_async import (
+    ConflictingRequestError,
+    InvalidRequestError,
+    PayoutRequest,
+    PayoutResult,
+    RedisLedger,
+    RequestRejected,
+    RetryPolicy,
+    TradeNoCollision,
+    VexoraClient,
+)
 from vexora_async.testing import (
     SANDBOX_APP_SECRET,
     SANDBOX_MERCHANT_NO,
@@ -354,3 +365,67 @@ async def test_rows_whose_enqueue_failed_are_swept_and_paid_once(table: Any) -> 
     assert [await state(table, i) for i in ids] == ["accepted"] * 5
     assert gateway.stats.double_executions == []
     assert len(gateway.stats.executions) == 5
+
+
+class RaisingClient:
+    """Stands in for the worker's client: its create raises *error*."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def create_payout(self, request: PayoutRequest) -> PayoutResult:
+        """Raise the error, as the SDK would."""
+        del request
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("confirmed", "state", "resolves"), [(True, "failed", []), (False, "unknown", [0])]
+)
+async def test_a_refusal_is_failed_only_when_confirmed(
+    confirmed: bool, state: str, resolves: list[int]
+) -> None:
+    """An unverified 8000 (verify_rejections=False) may be a duplicate's: unknown."""
+    payouts = MemoryPayouts(1)
+    later: list[int] = []
+
+    async def resolve_later(payout_id: int) -> None:
+        later.append(payout_id)
+
+    refusal = RequestRejected(
+        "8000", "refused", trade_no="TQ0000000000", confirmed=confirmed
+    )
+    await recipe.pay(payouts, RaisingClient(refusal), 0, resolve_later)
+    assert payouts.states[0] == state
+    assert later == resolves
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidRequestError("amount", "must be at least 100"),
+        ConflictingRequestError("another payload", trade_no="TQ0000000000"),
+        TradeNoCollision(
+            "held by another payout",
+            trade_no="TQ0000000000",
+            field="amount",
+            requested_amount=Decimal(100),
+            found_amount=Decimal(25000),
+        ),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_requests_a_resend_cannot_fix_go_to_a_human(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not failed, not retried by the queue: logged at ERROR, the row left as is."""
+    payouts = MemoryPayouts(1)
+
+    async def resolve_later(payout_id: int) -> None:
+        raise AssertionError(payout_id)
+
+    with caplog.at_level("ERROR", logger="shop.payouts"):
+        await recipe.pay(payouts, RaisingClient(error), 0, resolve_later)
+    assert payouts.states[0] == "sending"
+    [record] = caplog.records
+    assert "TQ0000000000 needs a human" in record.getMessage()

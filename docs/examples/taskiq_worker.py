@@ -50,13 +50,16 @@ from taskiq.schedule_sources import LabelScheduleSource
 from taskiq_redis import ListRedisScheduleSource, RedisStreamBroker
 from vexora_async import (
     ClientClosedError,
+    ConflictingRequestError,
     ConnectError,
+    InvalidRequestError,
     LedgerError,
     PayoutOutcomeUnknown,
     PayoutRequest,
     PayoutResult,
     RedisLedger,
     RequestRejected,
+    TradeNoCollision,
     VexoraClient,
 )
 
@@ -72,6 +75,10 @@ logger = logging.getLogger("shop.payouts")
 #: Errors after which nothing was sent: safe to run the job again. (Their
 #: may_have_executed is False; so is a bad request's, which a rerun won't fix.)
 NOTHING_SENT = (ConnectError, LedgerError, ClientClosedError)
+#: Nothing sent either, but sending again as it is would not help: a wrong
+#: request, another request under this tradeNo, or a tradeNo the gateway
+#: holds for another payout. The row stays where it is; a human decides.
+NEEDS_A_HUMAN = (InvalidRequestError, ConflictingRequestError, TradeNoCollision)
 #: How long after an unknown outcome to ask the gateway again.
 RESOLVE_AFTER = dt.timedelta(minutes=5)
 #: Jobs at once per worker process, and the client's max_connections: run
@@ -171,8 +178,17 @@ async def pay(
             result = await client.resolve_payout(request)
         else:
             result = await client.create_payout(request)  # the ledger's claim
-    except RequestRejected:
-        await payouts.advance(payout_id, "failed")  # final: not paid
+    except RequestRejected as exc:
+        if exc.confirmed:
+            await payouts.advance(payout_id, "failed")  # final: not paid
+        elif await payouts.advance(payout_id, "unknown"):
+            # Unverified (verify_rejections=False): it may be the duplicate
+            # refusal of a payout paid before. Resolve it like an unknown.
+            await resolve_later(payout_id)
+    except NEEDS_A_HUMAN:
+        # Logged at ERROR for your alerting; the sweeper's next pass sends
+        # it again and, until someone fixes it, logs it again.
+        logger.exception("payout %s needs a human", request.trade_no)
     except PayoutOutcomeUnknown:
         # May be paid: never "failed", never a new tradeNo. Ask later,
         # unless a callback settled it meanwhile.
