@@ -54,7 +54,10 @@ if TYPE_CHECKING:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts),
+]
 #: The most blocks that may be marked fragments, over every page.
 MAX_FRAGMENTS = 12
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
