@@ -186,7 +186,9 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+@pytest.mark.parametrize(
+    "page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix()
+)
 def test_every_block_on_the_page_runs(
     page: Path, docs_sandbox: ThreadedSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
