@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 import fakeredis
 import pytest
 import redis.asyncio
-from vexora_async import NotificationStore, RedisLedger, RedisNotificationStore
+from vexora_async import (
+    InvalidRequestError,
+    NotificationStore,
+    RedisLedger,
+    RedisNotificationStore,
+)
 from vexora_async.ledgers import EntryState, LedgerEntry, _redis, new_token
 
 from tests.servers import redis_url, unique
@@ -235,8 +240,10 @@ async def test_from_url_owns_its_client_and_hides_the_url() -> None:
     user_owned = RedisLedger(fakeredis.FakeAsyncRedis())
     assert not user_owned._owned
     await user_owned.aclose()  # leaves the user's client alone
-    with pytest.raises(ValueError, match="settled_ttl"):
-        RedisLedger(fakeredis.FakeAsyncRedis(), settled_ttl=dt.timedelta(0))
+    for bad in (dt.timedelta(0), 3600, "90 days"):
+        with pytest.raises(InvalidRequestError, match="settled_ttl") as caught:
+            RedisLedger(fakeredis.FakeAsyncRedis(), settled_ttl=bad)  # type: ignore[arg-type]
+        assert caught.value.field == "settled_ttl"
 
 
 async def test_the_real_server_judges_leases_by_its_own_clock() -> None:
@@ -278,8 +285,10 @@ async def test_notification_store_from_url_and_checks() -> None:
     assert "hunter2" not in repr(store)
     await store.aclose()
     await RedisNotificationStore(fakeredis.FakeAsyncRedis()).aclose()
-    with pytest.raises(ValueError, match="ttl"):
-        RedisNotificationStore(fakeredis.FakeAsyncRedis(), ttl=dt.timedelta(0))
+    for bad in (dt.timedelta(0), 3600, None):
+        with pytest.raises(InvalidRequestError, match="ttl") as caught:
+            RedisNotificationStore(fakeredis.FakeAsyncRedis(), ttl=bad)  # type: ignore[arg-type]
+        assert caught.value.field == "ttl"
 
 
 async def test_receiver_replicas_share_deduplication() -> None:

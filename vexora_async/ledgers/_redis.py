@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
+from vexora_async.exceptions import InvalidRequestError
+
 from ._protocol import (
     Claim,
     EntryState,
@@ -226,9 +228,12 @@ class RedisLedger:
         prefix: str = "vexora:ledger:",
         settled_ttl: dt.timedelta | None = DEFAULT_SETTLED_TTL,
     ) -> None:
-        if settled_ttl is not None and settled_ttl.total_seconds() < 1:
-            msg = "settled_ttl must be at least one second, or None"
-            raise ValueError(msg)
+        ttl: object = settled_ttl  # whatever the caller passed, checked
+        if ttl is not None and (
+            not isinstance(ttl, dt.timedelta) or ttl.total_seconds() < 1
+        ):
+            reason = "must be a timedelta of at least one second, or None"
+            raise InvalidRequestError("settled_ttl", reason)
         self.redis = redis_client
         self.prefix = prefix
         self._ttl = 0 if settled_ttl is None else int(settled_ttl.total_seconds())

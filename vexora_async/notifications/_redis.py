@@ -7,6 +7,8 @@ from typing import Any
 
 import redis.asyncio
 
+from vexora_async.exceptions import InvalidRequestError
+
 
 class RedisNotificationStore:
     """A :class:`NotificationStore` in Redis (the ``redis`` extra).
@@ -32,9 +34,10 @@ class RedisNotificationStore:
         prefix: str = "vexora:notification:",
         ttl: dt.timedelta = dt.timedelta(days=7),
     ) -> None:
-        if ttl.total_seconds() < 1:
-            msg = "ttl must be at least one second"
-            raise ValueError(msg)
+        given: object = ttl  # whatever the caller passed, checked
+        if not isinstance(given, dt.timedelta) or given.total_seconds() < 1:
+            reason = "must be a timedelta of at least one second"
+            raise InvalidRequestError("ttl", reason)
         self.redis = redis_client
         self.prefix = prefix
         self._ttl = int(ttl.total_seconds())
