@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from vexora_async._version import __version__
 
-from . import demo, sandbox, verify
+from . import balance, demo, payouts, sandbox, verify
 from ._command import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Command
 
 
@@ -35,7 +35,13 @@ __all__ = [
 ]
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS: tuple[Command, ...] = (demo.command, sandbox.command, verify.command)
+COMMANDS: tuple[Command, ...] = (
+    balance.command,
+    demo.command,
+    payouts.command,
+    sandbox.command,
+    verify.command,
+)
 
 
 def build_parser(
@@ -55,6 +61,10 @@ def build_parser(
             command.name,
             help=command.help,
             description=command.help,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter
+            if command.epilog
+            else argparse.HelpFormatter,
             allow_abbrev=False,
         )
         command.configure(sub)

@@ -12,6 +12,13 @@ import attrs
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+#: Further statuses of the commands that pay (``vexora payouts ...``).
+EXIT_ERROR = 1
+EXIT_DECLINED = 3
+EXIT_AUTH = 4
+EXIT_UNKNOWN = 5
+EXIT_REJECTED = 6
+EXIT_INTERRUPTED = 130
 
 
 @attrs.frozen
@@ -24,3 +31,5 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     #: Runs the command with the parsed arguments; returns the exit status.
     run: Callable[[argparse.Namespace], int]
+    #: Shown after the arguments in ``--help`` (as written: line breaks kept).
+    epilog: str | None = None
