@@ -27,7 +27,6 @@ import os
 import sqlite3
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -38,6 +37,7 @@ from vexora_async.ledgers import EntryState, LedgerEntry, SQLiteLedger, new_toke
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
     from vexora_async.ledgers import Ledger
 

@@ -12,6 +12,7 @@ next run resolves by a status query before any resend (see
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -62,12 +63,15 @@ from ._sheet import Row, Sheet, read_sheet
 
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Iterator
 
     from vexora_async import BatchProgress, PayoutResult
     from vexora_async.ledgers import Ledger
 
+
+#: Stands in for a row's empty notify_url where nothing is sent (reconcile,
+#: resolve: the journal holds the request as it was sent).
+_ANY_NOTIFY_URL = "https://merchant.example/not-sent"
 
 #: How many tries the operator has to retype the total.
 CONFIRM_TRIES = 3
@@ -278,17 +282,19 @@ def print_summary(
         if row.request is not None:
             banks.setdefault(str(row.request.bank_code), []).append(row.request.amount)
     invalid = len(sheet.invalid)
+    check = (
+        f" ({len(plan.check)} left unknown by an earlier run: each is looked "
+        "up at the gateway before any resend)"
+        if plan.check
+        else ""
+    )
     lines = [
         f"File          {sheet_path.name}: {len(sheet.rows)} rows",
-        f"To send       {len(rows)} rows, total {money(total)} MMK"
-        + (
-            f" ({len(plan.check)} left unknown by an earlier run: "
-            "each is looked up at the gateway before any resend)"
-            if plan.check
-            else ""
+        f"To send       {len(rows)} rows, total {money(total)} MMK{check}",
+        (
+            f"Already done  {plan.done} (accepted {len(plan.accepted)}, "
+            f"rejected {len(plan.rejected)})"
         ),
-        f"Already done  {plan.done} (accepted {len(plan.accepted)}, "
-        f"rejected {len(plan.rejected)})",
         f"Invalid       {invalid}"
         + (" (skipped: --skip-invalid)" if invalid and skip_invalid else ""),
     ]
@@ -417,8 +423,8 @@ def exit_status(rows: list[dict[str, str]], *, interrupted: bool) -> int:
         return EXIT_REJECTED
     if outcomes["not_sent"]:
         return EXIT_ERROR
-    if outcomes["invalid"]:
-        return EXIT_USAGE
+    # Invalid rows get this far only with --skip-invalid: the operator chose
+    # to send the others, and the report lists them.
     return EXIT_OK
 
 
@@ -434,25 +440,36 @@ def run_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
         max_total = _amount_option("--max-total", args.max_total)
-        max_row = _amount_option("--max-row", args.max_row)
-        try:
-            sheet = read_sheet(path, notify_url=args.notify_url, max_row=max_row)
-        except OSError as exc:
-            err(f"error: cannot read {path}: {exc.strerror}")
-            raise Stop(EXIT_USAGE) from None
-        print_problems(sheet, sys.stderr)
-        if not sheet.usable or not sheet.rows:
-            err("error: nothing was sent: the file cannot be used as it is")
-            raise Stop(EXIT_USAGE)
-        _refuse_invalid(sheet, args.skip_invalid)
+        sheet = _checked_sheet(path, args, _amount_option("--max-row", args.max_row))
         creds = credentials(args)
         with locked(path):
-            return asyncio.run(_send(path, sheet, creds, args, started, max_total))
+            run = SendRun(path, sheet, creds, args, started, max_total)
+            return asyncio.run(run.run())
     except JournalBusy as exc:
         err(f"error: {exc}")
         return EXIT_ERROR
     except Stop as stop:
         return stop.status
+
+
+def _checked_sheet(
+    path: Path, args: argparse.Namespace, max_row: Decimal | None
+) -> Sheet:
+    """Read and check the file; print its problems; stop if it cannot go."""
+    try:
+        sheet = read_sheet(path, notify_url=args.notify_url, max_row=max_row)
+    except OSError as exc:
+        err(f"error: cannot read {path}: {exc.strerror}")
+        raise Stop(EXIT_USAGE) from None
+    print_problems(sheet, sys.stderr)
+    if not sheet.usable:
+        err("error: nothing was sent: the file cannot be used as it is")
+        raise Stop(EXIT_USAGE)
+    if not sheet.rows:
+        err("error: nothing was sent: the file has no rows under its header")
+        raise Stop(EXIT_USAGE)
+    _refuse_invalid(sheet, skip_invalid=args.skip_invalid)
+    return sheet
 
 
 def _amount_option(name: str, value: str | None) -> Decimal | None:
@@ -468,7 +485,7 @@ def _amount_option(name: str, value: str | None) -> Decimal | None:
     return amount
 
 
-def _refuse_invalid(sheet: Sheet, skip_invalid: bool) -> None:  # noqa: FBT001
+def _refuse_invalid(sheet: Sheet, *, skip_invalid: bool) -> None:
     invalid = sheet.invalid
     if invalid and not skip_invalid:
         err(
@@ -478,131 +495,148 @@ def _refuse_invalid(sheet: Sheet, skip_invalid: bool) -> None:  # noqa: FBT001
         raise Stop(EXIT_USAGE)
 
 
-async def _send(
-    path: Path,
-    sheet: Sheet,
-    creds: Credentials,
-    args: argparse.Namespace,
-    started: float,
-    max_total: Decimal | None,
-) -> int:
-    journal = Journal(journal_path(path))
-    try:
-        async with open_ledger(args.ledger, path) as ledger:
-            client = make_client(creds, args, ledger)
-            async with client:
-                return await _send_with(
-                    path, sheet, creds, args, started, max_total, client, journal
-                )
-    except ValueError as exc:  # a --ledger URL of no known kind
-        err(f"error: {exc}")
-        return EXIT_USAGE
-    finally:
-        journal.close()
+@attrs.define
+class SendRun:
+    """One ``send``: from the checked file to the report."""
 
+    path: Path
+    sheet: Sheet
+    creds: Credentials
+    args: argparse.Namespace
+    started: float
+    max_total: Decimal | None
+    stop: asyncio.Event = attrs.field(factory=asyncio.Event)
+    first_send: float | None = None
 
-async def _send_with(  # noqa: PLR0913
-    path: Path,
-    sheet: Sheet,
-    creds: Credentials,
-    args: argparse.Namespace,
-    started: float,
-    max_total: Decimal | None,
-    client: VexoraClient,
-    journal: Journal,
-) -> int:
-    ledger = client.ledger
-    before = {id(row) for row in sheet.invalid}
-    plan = await make_plan(sheet, client, ledger, journal)
-    changed = [row for row in sheet.invalid if id(row) not in before]
-    if changed:
+    async def run(self) -> int:
+        """Open the journal, the ledger and the client; plan, confirm, send."""
+        journal = Journal(journal_path(self.path))
+        try:
+            async with (
+                open_ledger(self.args.ledger, self.path) as ledger,
+                make_client(self.creds, self.args, ledger) as client,
+            ):
+                plan = await self._plan(client, journal)
+                if plan is None:
+                    return EXIT_OK
+                if not plan.to_send:
+                    print("Nothing to send.", flush=True)
+                    return self._finish(journal, {})
+                return await self._send(plan, client, journal)
+        except ValueError as exc:  # a --ledger URL of no known kind
+            err(f"error: {exc}")
+            return EXIT_USAGE
+        finally:
+            journal.close()
+
+    async def _plan(self, client: VexoraClient, journal: Journal) -> Plan | None:
+        """Plan, show the summary, check the guards; None for a dry run."""
+        before = {id(row) for row in self.sheet.invalid}
+        plan = await make_plan(self.sheet, client, client.ledger, journal)
+        changed = [row for row in self.sheet.invalid if id(row) not in before]
         for row in changed:
             err(str(row.problems[-1]))
-        _refuse_invalid(sheet, args.skip_invalid)
-    try:
-        balance = await client.get_balance()
-    except VexoraError as exc:
-        refused_credentials(exc)
-        raise gateway_failed("read the balance", exc) from None
-    total = print_summary(
-        path,
-        sheet,
-        plan,
-        creds,
-        balance.available_amount,
-        skip_invalid=args.skip_invalid,
-    )
-    report = report_path(path, args.report)
-    if not plan.to_send:
-        print("Nothing to send.", flush=True)
-        return _finish(report, sheet, journal, interrupted=False, extra={})
-    if max_total is not None and total > max_total:
-        err(f"error: nothing was sent: the total {money(total)} is over --max-total")
-        return EXIT_ERROR
-    if total > balance.available_amount:
-        err(
-            f"error: nothing was sent: the total {money(total)} is over the "
-            f"available balance {money(balance.available_amount)}"
+        _refuse_invalid(self.sheet, skip_invalid=self.args.skip_invalid)
+        try:
+            balance = await client.get_balance()
+        except VexoraError as exc:
+            refused_credentials(exc)
+            raise gateway_failed("read the balance", exc) from None
+        available = balance.available_amount
+        total = print_summary(
+            self.path,
+            self.sheet,
+            plan,
+            self.creds,
+            available,
+            skip_invalid=self.args.skip_invalid,
         )
-        return EXIT_ERROR
-    if args.dry_run:
-        print("Dry run: nothing was sent.", flush=True)
-        return EXIT_OK
-    confirm(total, args)
-    for key, entry in plan.stale:
-        await take_over(ledger, key, entry)
-    rows = plan.to_send
-    journal.add_pending([row.request for row in rows if row.request is not None])
-    records = journal.records()
-    stop = asyncio.Event()
-    first_send: list[float] = []
+        if not plan.to_send:
+            return plan
+        if self.max_total is not None and total > self.max_total:
+            err(
+                f"error: nothing was sent: the total {money(total)} is over --max-total"
+            )
+            raise Stop(EXIT_ERROR)
+        if total > available:
+            err(
+                f"error: nothing was sent: the total {money(total)} is over the "
+                f"available balance {money(available)}"
+            )
+            raise Stop(EXIT_ERROR)
+        if self.args.dry_run:
+            print("Dry run: nothing was sent.", flush=True)
+            return None
+        confirm(total, self.args)
+        return plan
 
-    def requests() -> Iterator[PayoutRequest]:
+    def _requests(self, rows: list[Row]) -> Iterator[PayoutRequest]:
+        """Hand the rows over one by one, until Ctrl-C."""
         for row in rows:
-            if stop.is_set():
+            if self.stop.is_set():
                 return
-            if not first_send:
-                first_send.append(time.monotonic())
+            if self.first_send is None:
+                self.first_send = time.monotonic()
             if row.request is not None:
                 yield row.request
 
-    loop = asyncio.get_running_loop()
-
-    def interrupt() -> None:
-        if not stop.is_set():
+    def _interrupt(self) -> None:
+        if not self.stop.is_set():
             err("Interrupted: finishing the rows in flight, then writing the report.")
-        stop.set()
+        self.stop.set()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    print(
-        f"Sending {len(rows)} rows, {args.concurrency} at a time "
-        "(Ctrl-C stops taking new rows; a rerun continues).",
-        flush=True,
-    )
-    progress = Progress(len(rows))
-    sending_started = time.monotonic()
-    try:
-        batch = client.create_payouts(
-            requests(), concurrency=args.concurrency, on_progress=progress.update
-        )
-        async with contextlib.aclosing(batch):
-            async for outcome in batch:
-                record_outcome(journal, records, outcome)
-    finally:
-        progress.close()
+    async def _send(self, plan: Plan, client: VexoraClient, journal: Journal) -> int:
+        for key, entry in plan.stale:
+            await take_over(client.ledger, key, entry)
+        rows = plan.to_send
+        journal.add_pending([row.request for row in rows if row.request is not None])
+        records = journal.records()
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGINT)
-    elapsed = time.monotonic() - sending_started
-    sent = sum(1 for row in rows if records.get(row.trade_no, None) is not None)
-    extra = {
-        "seconds_sending": round(elapsed, 3),
-        "seconds_before_first_send": (
-            round(first_send[0] - started, 3) if first_send else None
-        ),
-        "rows_per_second": round(len(rows) / elapsed, 1) if elapsed and sent else None,
-    }
-    return _finish(report, sheet, journal, interrupted=stop.is_set(), extra=extra)
+            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        concurrency = self.args.concurrency
+        print(
+            f"Sending {len(rows)} rows, {concurrency} at a time "
+            "(Ctrl-C stops taking new rows; a rerun continues).",
+            flush=True,
+        )
+        progress = Progress(len(rows))
+        began = time.monotonic()
+        try:
+            batch = client.create_payouts(
+                self._requests(rows),
+                concurrency=concurrency,
+                on_progress=progress.update,
+            )
+            async with contextlib.aclosing(batch):
+                async for outcome in batch:
+                    record_outcome(journal, records, outcome)
+        finally:
+            progress.close()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGINT)
+        elapsed = time.monotonic() - began
+        return self._finish(
+            journal,
+            {
+                "seconds_sending": round(elapsed, 3),
+                "seconds_before_first_send": None
+                if self.first_send is None
+                else round(self.first_send - self.started, 3),
+                "rows_per_second": round(len(rows) / elapsed, 1)
+                if elapsed and not self.stop.is_set()
+                else None,
+            },
+        )
+
+    def _finish(self, journal: Journal, extra: dict[str, Any]) -> int:
+        return _finish(
+            report_path(self.path, self.args.report),
+            self.sheet,
+            journal,
+            interrupted=self.stop.is_set(),
+            extra=extra,
+        )
 
 
 def _finish(
@@ -643,7 +677,8 @@ def _load_for_journal(args: argparse.Namespace) -> tuple[Path, Sheet]:
         err(f"error: {path} has no journal ({journal_path(path).name}): nothing sent")
         raise Stop(EXIT_USAGE)
     try:
-        sheet = read_sheet(path, notify_url=getattr(args, "notify_url", None))
+        # Queries need no callback URL: a row without one is not invalid here.
+        sheet = read_sheet(path, notify_url=_ANY_NOTIFY_URL)
     except OSError as exc:
         err(f"error: cannot read {path}: {exc.strerror}")
         raise Stop(EXIT_USAGE) from None
@@ -697,10 +732,10 @@ async def _query_one(client: VexoraClient, record: Record) -> None:
     except RequestRejected as exc:
         refused_credentials_if_sign(exc)
         if record.outcome == "unknown":
-            record.error_code, record.error_message = (
-                exc.code,
+            record.error_code = exc.code
+            record.error_message = (
                 "the gateway does not know this trade_no (yet): `vexora payouts "
-                "resolve` sends it again under the same trade_no",
+                "resolve` sends it again under the same trade_no"
             )
         return
     except VexoraError as exc:
@@ -757,29 +792,14 @@ async def _resolve(
         else:
             chosen = [r for r in records.values() if r.outcome == "unknown"]
         results = []
-        async with open_ledger(args.ledger, path) as ledger:
-            async with make_client(creds, args, ledger) as client:
-                for record in chosen:
-                    try:
-                        result = await client.resolve_payout(record.request)
-                    except VexoraError as exc:
-                        if isinstance(exc, RequestRejected) and not exc.confirmed:
-                            refused_credentials_if_sign(exc)
-                        outcome = PayoutOutcome(
-                            record.request,
-                            OutcomeKind.REJECTED
-                            if isinstance(exc, RequestRejected) and exc.confirmed
-                            else OutcomeKind.UNKNOWN
-                            if exc.may_have_executed
-                            else OutcomeKind.ERROR,
-                            error=exc,
-                        )
-                    else:
-                        outcome = PayoutOutcome(
-                            record.request, OutcomeKind.ACCEPTED, result=result
-                        )
-                    record_outcome(journal, records, outcome)
-                    results.append(_record_json(records[record.trade_no]))
+        async with (
+            open_ledger(args.ledger, path) as ledger,
+            make_client(creds, args, ledger) as client,
+        ):
+            for record in chosen:
+                outcome = await _resolve_one(client, record.request)
+                record_outcome(journal, records, outcome)
+                results.append(_record_json(records[record.trade_no]))
         if args.json:
             print(json.dumps(results, indent=2), flush=True)
         else:
@@ -795,6 +815,21 @@ async def _resolve(
         )
     finally:
         journal.close()
+
+
+async def _resolve_one(client: VexoraClient, request: PayoutRequest) -> PayoutOutcome:
+    """Resolve one request: a status query first, a resend only if unknown there."""
+    try:
+        result = await client.resolve_payout(request)
+    except RequestRejected as exc:
+        if not exc.confirmed:
+            refused_credentials_if_sign(exc)
+        kind = OutcomeKind.REJECTED if exc.confirmed else OutcomeKind.UNKNOWN
+        return PayoutOutcome(request, kind, error=exc)
+    except VexoraError as exc:
+        kind = OutcomeKind.UNKNOWN if exc.may_have_executed else OutcomeKind.ERROR
+        return PayoutOutcome(request, kind, error=exc)
+    return PayoutOutcome(request, OutcomeKind.ACCEPTED, result=result)
 
 
 def _record_json(record: Record) -> dict[str, Any]:

@@ -69,7 +69,9 @@ def report_rows(sheet: Sheet, records: dict[str, Record]) -> list[dict[str, str]
                 "attempts": str(record.attempts),
                 "updated_at": record.updated_at or "",
             }
-        lines.append({**cells, **{name: extra.get(name, "") for name in REPORT_COLUMNS}})
+        lines.append(
+            {**cells, **{name: extra.get(name, "") for name in REPORT_COLUMNS}}
+        )
     return lines
 
 
@@ -119,4 +121,4 @@ def _write_atomically(path: Path, write: Any) -> None:
         write(file)
         file.flush()
         os.fsync(file.fileno())
-    os.replace(temporary, path)
+    temporary.replace(path)

@@ -66,9 +66,7 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (
-            f", column {self.column}" if self.column else ""
-        )
+        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
         kind = "warning" if self.warning else "error"
         return f"{where}: {kind}: {self.message}"
 
@@ -151,7 +149,7 @@ def read_sheet(
             line = reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line, as spreadsheets leave at the end
-            row = Row(line, dict(zip(columns, cells)))
+            row = Row(line, dict(zip(columns, cells, strict=False)))
             if len(cells) != len(columns):
                 row.refuse(
                     None,
@@ -184,7 +182,7 @@ def _decode(raw: bytes, problems: list[Problem]) -> str:
     for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
             line.decode("utf-8")
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError as exc:  # noqa: PERF203 - only on a bad file
             problems.append(
                 Problem(
                     number,
@@ -259,7 +257,7 @@ def _check_row(row: Row, *, notify_url: str | None, max_row: Decimal | None) -> 
     for name, value in values.items():
         try:
             PayoutRequest(**{**_TEMPLATE, name: value})  # type: ignore[arg-type]
-        except InvalidRequestError as exc:
+        except InvalidRequestError as exc:  # noqa: PERF203 - one per column
             row.refuse(name, _message(exc, name))
     if row.problems:
         return
@@ -275,12 +273,13 @@ def _check_row(row: Row, *, notify_url: str | None, max_row: Decimal | None) -> 
 
 
 def _message(exc: InvalidRequestError, field: str | None) -> str:
-    prefix = f"{field}: "
-    return exc.message.removeprefix(prefix) if field else exc.message
+    message = exc.message.removeprefix(f"{field}: ") if field else exc.message
+    # The SDK's hint is for code (BankCode("X")); a spreadsheet has no such thing.
+    return message.split("; for a code the gateway added later")[0]
 
 
 def _check_across_rows(sheet: Sheet) -> None:
-    """A tradeNo twice is an error on each line; the same payee twice a warning."""
+    """Refuse a tradeNo used twice (on each line); warn of the same payee twice."""
     lines: dict[str, list[Row]] = {}
     for row in sheet.rows:
         if row.trade_no:
@@ -290,9 +289,14 @@ def _check_across_rows(sheet: Sheet) -> None:
             numbers = ", ".join(str(r.line) for r in rows)
             for row in rows:
                 row.refuse(
-                    "trade_no", f"{trade_no!r} appears on lines {numbers}: one "
-                    "tradeNo is one payout"
+                    "trade_no",
+                    f"{trade_no!r} appears on lines {numbers}: one "
+                    "tradeNo is one payout",
                 )
+    _warn_same_payee(sheet)
+
+
+def _warn_same_payee(sheet: Sheet) -> None:
     payees: dict[tuple[str, str, Decimal], list[Row]] = {}
     for row in sheet.rows:
         if row.request is not None:

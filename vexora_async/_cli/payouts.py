@@ -19,12 +19,13 @@ from .balance import add_client_options
 
 EXIT_STATUSES = """\
 exit status:
-  0    every row is accepted (or was already, by an earlier run)
+  0    every row is accepted (or was already, by an earlier run); with
+       --skip-invalid, every valid row
   1    an error: another run holds the journal, the gateway could not be
        read, the total is over the balance or --max-total, or some rows
        could not be sent (a rerun sends them)
   2    usage error, missing credentials, or an invalid file (nothing was
-       sent; with --skip-invalid: the valid rows went, some were invalid)
+       sent)
   3    declined at the confirmation (nothing was sent)
   4    the gateway refused the credentials or the sign
   5    some rows are still unknown: run the same command again (it asks the
@@ -62,9 +63,7 @@ def _send_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="do not ask: send after the summary"
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="stop after the summary"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="stop after the summary")
     parser.add_argument(
         "--skip-invalid",
         action="store_true",
