@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Not the public sandbox secret: no output may ever show it.
-SECRET = "cli-test-secret-4f9a1c"  # noqa: S105
+SECRET = "cli-test-secret-4f9a1c"
 MERCHANT = "1000000001"
 NOTIFY = "https://merchant.example/vexora/notify"
 HEADER = ["trade_no", "amount", "bank_code", "bank_number", "name", "employee"]
@@ -88,7 +88,7 @@ def sandbox(*options: str) -> Iterator[Sandbox]:
     )
     try:
         assert process.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or not lines[-1].startswith("Press Ctrl-C"):
             line = process.stdout.readline()
             assert line, lines
@@ -106,16 +106,14 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vexora_async", *args]
 
 
-def run_cli(
-    box: Sandbox, *args: str, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run ``vexora ARGS`` against *box*; return what it did."""
+def run_cli(box: Sandbox, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``vexora ARGS`` against *box* with *env* added; return what it did."""
     done = subprocess.run(  # noqa: S603 - our own interpreter
         cli_command(*args),
         capture_output=True,
         text=True,
         env=box.env(**env),
-        timeout=timeout,
+        timeout=120,
         check=False,
         stdin=subprocess.DEVNULL,
     )

@@ -22,8 +22,14 @@ if TYPE_CHECKING:
 
 
 def test_every_command_is_listed() -> None:
-    """demo, sandbox and verify are the commands, in that order."""
-    assert [c.name for c in COMMANDS] == ["demo", "sandbox", "verify"]
+    """balance, demo, payouts, sandbox and verify are the commands, in that order."""
+    assert [c.name for c in COMMANDS] == [
+        "balance",
+        "demo",
+        "payouts",
+        "sandbox",
+        "verify",
+    ]
 
 
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +37,7 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     assert main([]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "usage: vexora" in err
-    for name in ("demo", "sandbox", "verify"):
+    for name in ("balance", "demo", "payouts", "sandbox", "verify"):
         assert name in err
 
 
