@@ -399,3 +399,25 @@ def test_the_journal_and_report_are_the_owners_only(
     assert send(box, path).returncode == 0
     for name in ("mode.csv.vexora.db", "mode.report.csv", "mode.report.json"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_reconcile_after_a_kill_never_reports_a_paid_row_as_not_sent(
+    tmp_path: Path,
+) -> None:
+    """Rows a killed run had in flight are looked up, not reported unsent."""
+    with sandbox("--fault-rate", "0.05", "--seed", "11") as faulty:
+        rows = payout_rows(400, prefix="RK")
+        path = write_csv(tmp_path / "rk.csv", rows)
+        process = _start_send(faulty, path)
+        _wait_for_progress(process, 100)
+        process.kill()
+        process.communicate(timeout=10)
+        done = run_cli(faulty, "payouts", "reconcile", str(path))
+        assert done.returncode in {0, 1, 5, 6}, done.stderr
+        report = {r["trade_no"]: r for r in read_report(tmp_path / "rk.report.csv")}
+        assert len(report) == 400
+        executed = faulty.executions()
+        assert executed
+        assert {report[t]["outcome"] for t in executed} == {"accepted"}
+        # Nothing was sent by reconcile: it only asks.
+        assert faulty.executions() == executed

@@ -704,14 +704,17 @@ async def _reconcile(
 ) -> int:
     journal = Journal(journal_path(path))
     try:
-        records = journal.records()
-        pending = [
-            r
-            for r in records.values()
-            if r.outcome == "unknown"
-            or (r.outcome == "accepted" and r.status not in {"success", "failed"})
-        ]
-        async with make_client(creds, args) as client:
+        async with (
+            open_ledger(args.ledger, path) as ledger,
+            make_client(creds, args, ledger) as client,
+        ):
+            records = await _agree_with_ledger(client, journal)
+            pending = [
+                r
+                for r in records.values()
+                if r.outcome == "unknown"
+                or (r.outcome == "accepted" and r.status not in {"success", "failed"})
+            ]
             for record in pending:
                 await _query_one(client, record)
                 journal.save(record)
@@ -721,6 +724,34 @@ async def _reconcile(
         )
     finally:
         journal.close()
+
+
+async def _agree_with_ledger(
+    client: VexoraClient, journal: Journal
+) -> dict[str, Record]:
+    """Bring rows a killed run left pending in line with the ledger.
+
+    A row handed over when the run died has no outcome in the journal, but
+    the ledger knows whether it was claimed: claimed and not settled (or
+    settled unknown), it may have been paid, so it is unknown, never "not
+    sent"; settled, the ledger has its outcome.
+    """
+    records = journal.records()
+    for record in list(records.values()):
+        if record.outcome != "pending":
+            continue
+        entry = await client.ledger.get(client.ledger_key(record.request))
+        if entry is None:
+            continue  # never claimed: nothing was sent
+        if entry.state in {EntryState.ACCEPTED, EntryState.REJECTED}:
+            _done_from_ledger(journal, records, record.request, entry)
+            continue
+        record.outcome = "unknown"
+        record.error_code = "OutcomeUnknown"
+        record.error_message = "the run sending it stopped before its answer"
+        record.updated_at = now_iso()
+        journal.save(record)
+    return records
 
 
 async def _query_one(client: VexoraClient, record: Record) -> None:
