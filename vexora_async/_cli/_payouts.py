@@ -90,6 +90,11 @@ def err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def rows_(count: int) -> str:
+    """Return "1 row" or "N rows"."""
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
 def money(amount: Decimal) -> str:
     """Format whole kyat with thousands separators."""
     return f"{amount:,}"
@@ -289,8 +294,8 @@ def print_summary(
         else ""
     )
     lines = [
-        f"File          {sheet_path.name}: {len(sheet.rows)} rows",
-        f"To send       {len(rows)} rows, total {money(total)} MMK{check}",
+        f"File          {sheet_path.name}: {rows_(len(sheet.rows))}",
+        f"To send       {rows_(len(rows))}, total {money(total)} MMK{check}",
         (
             f"Already done  {plan.done} (accepted {len(plan.accepted)}, "
             f"rejected {len(plan.rejected)})"
@@ -300,7 +305,7 @@ def print_summary(
     ]
     for bank, amounts in sorted(banks.items()):
         lines.append(
-            f"  {bank:<11} {len(amounts)} rows, {money(sum(amounts, Decimal(0)))} MMK"
+            f"  {bank:<11} {rows_(len(amounts))}, {money(sum(amounts, Decimal(0)))} MMK"
         )
     lines += [
         f"Gateway       {host_of(creds.base_url)} (merchant {creds.merchant_no})",
@@ -596,7 +601,7 @@ class SendRun:
             loop.add_signal_handler(signal.SIGINT, self._interrupt)
         concurrency = self.args.concurrency
         print(
-            f"Sending {len(rows)} rows, {concurrency} at a time "
+            f"Sending {rows_(len(rows))}, {concurrency} at a time "
             "(Ctrl-C stops taking new rows; a rerun continues).",
             flush=True,
         )
