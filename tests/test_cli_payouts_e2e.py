@@ -421,3 +421,30 @@ def test_reconcile_after_a_kill_never_reports_a_paid_row_as_not_sent(
         assert {report[t]["outcome"] for t in executed} == {"accepted"}
         # Nothing was sent by reconcile: it only asks.
         assert faulty.executions() == executed
+
+
+def test_a_redis_ledger_keeps_the_runs_of_a_file_together(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """--ledger redis://...: a rerun finds the accepted rows there."""
+    from tests.servers import redis_url, unique
+
+    url = redis_url()
+    rows = payout_rows(5, prefix=unique("CLIR"))
+    path = write_csv(tmp_path / "redis.csv", rows)
+    assert send(box, path, "--ledger", url).returncode == 0
+    # The journal file holds the report's side only: the ledger is in Redis.
+    again = send(box, path, "--ledger", url)
+    assert again.returncode == 0, again.stderr
+    assert "Already done  5 (accepted 5, rejected 0)" in again.stdout
+    executions = box.executions()
+    assert [executions[r["trade_no"]] for r in rows] == [1] * 5
+
+
+def test_an_unknown_ledger_url_is_a_usage_error(box: Sandbox, tmp_path: Path) -> None:
+    """--ledger takes redis:// or postgresql:// only; nothing is sent."""
+    path = write_csv(tmp_path / "url.csv", payout_rows(1, prefix="URL"))
+    done = send(box, path, "--ledger", "mysql://127.0.0.1/x")
+    assert done.returncode == 2
+    assert "--ledger takes a redis:// or postgresql:// URL, not 'mysql'" in done.stderr
+    assert "URL00000" not in box.executions()
