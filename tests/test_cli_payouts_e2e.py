@@ -448,3 +448,29 @@ def test_an_unknown_ledger_url_is_a_usage_error(box: Sandbox, tmp_path: Path) ->
     assert done.returncode == 2
     assert "--ledger takes a redis:// or postgresql:// URL, not 'mysql'" in done.stderr
     assert "URL00000" not in box.executions()
+
+
+@pytest.mark.slow
+def test_resolve_after_a_kill_settles_the_rows_left_in_flight(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """``resolve --json`` takes a dead run's rows over, queries, prints JSON only."""
+    rows = payout_rows(400, prefix="RS")
+    path = write_csv(tmp_path / "rs.csv", rows)
+    process = _start_send(box, path)
+    _wait_for_progress(process, 100)
+    process.kill()
+    process.communicate(timeout=10)
+    done = run_cli(box, "payouts", "resolve", str(path), "--json")
+    assert done.returncode == 1, done.stderr  # the rows never handed over
+    resolved = json.loads(done.stdout)  # nothing but JSON on stdout
+    assert resolved
+    assert {item["outcome"] for item in resolved} == {"accepted"}
+    assert "Report: " in done.stderr
+    first = resolved[0]["trade_no"]
+    again = run_cli(box, "payouts", "resolve", str(path), first, "--json")
+    assert json.loads(again.stdout)[0]["attempts"] == resolved[0]["attempts"]
+    assert f"{first}: accepted, nothing to resolve" in again.stderr
+    assert send(box, path).returncode == 0
+    executions = box.executions()
+    assert [executions[r["trade_no"]] for r in rows] == [1] * 400

@@ -651,7 +651,10 @@ def _finish(
     *,
     interrupted: bool,
     extra: dict[str, Any],
+    out: TextIO | None = None,
 ) -> int:
+    """Write the report; print where it is and what to do next; return the status."""
+    out = out or sys.stdout
     records = journal.records()
     status = exit_status(report_rows(sheet, records), interrupted=interrupted)
     summary = write_report(report, sheet, records, exit_status=status, extra=extra)
@@ -659,7 +662,7 @@ def _finish(
         f"{name.replace('_', ' ')} {summary[name]}"
         for name in ("accepted", "rejected", "unknown", "invalid", "not_sent")
     )
-    print(f"Report: {report} ({counts})", flush=True)
+    print(f"Report: {report} ({counts})", file=out, flush=True)
     advice = {
         EXIT_UNKNOWN: "Some outcomes are unknown: run the same command again (it "
         "asks the gateway before any resend), or `vexora payouts reconcile`.",
@@ -669,7 +672,7 @@ def _finish(
         EXIT_INTERRUPTED: "Interrupted: run the same command again to continue.",
     }.get(status)
     if advice:
-        print(advice, flush=True)
+        print(advice, file=out, flush=True)
     return status
 
 
@@ -817,22 +820,32 @@ async def _resolve(
     path: Path, sheet: Sheet, creds: Credentials, args: argparse.Namespace
 ) -> int:
     journal = Journal(journal_path(path))
+    out = sys.stderr if args.json else sys.stdout
     try:
-        records = journal.records()
-        if args.trade_no:
-            missing = [t for t in args.trade_no if t not in records]
-            if missing:
-                err(f"error: not in the journal: {', '.join(missing)}")
-                return EXIT_USAGE
-            chosen = [records[t] for t in args.trade_no]
-        else:
-            chosen = [r for r in records.values() if r.outcome == "unknown"]
         results = []
         async with (
             open_ledger(args.ledger, path) as ledger,
             make_client(creds, args, ledger) as client,
         ):
+            records = await _agree_with_ledger(client, journal)
+            chosen = _chosen(records, args.trade_no)
             for record in chosen:
+                if record.outcome != "unknown":
+                    # Settled already (or never sent: `send` sends it): a
+                    # resolve would only answer from the ledger.
+                    print(
+                        f"{record.trade_no}: {record.outcome}, nothing to resolve",
+                        file=out,
+                        flush=True,
+                    )
+                    results.append(_record_json(record))
+                    continue
+                key = client.ledger_key(record.request)
+                entry = await ledger.get(key)
+                if entry is not None and entry.state is EntryState.IN_FLIGHT:
+                    await take_over(
+                        ledger, key, entry
+                    )  # a dead run's: we hold the lock
                 outcome = await _resolve_one(client, record.request)
                 record_outcome(journal, records, outcome)
                 results.append(_record_json(records[record.trade_no]))
@@ -847,10 +860,26 @@ async def _resolve(
                     flush=True,
                 )
         return _finish(
-            report_path(path, args.report), sheet, journal, interrupted=False, extra={}
+            report_path(path, args.report),
+            sheet,
+            journal,
+            interrupted=False,
+            extra={},
+            out=out,
         )
     finally:
         journal.close()
+
+
+def _chosen(records: dict[str, Record], trade_nos: list[str]) -> list[Record]:
+    """Return the records to resolve: those named, or every unknown one."""
+    if not trade_nos:
+        return [r for r in records.values() if r.outcome == "unknown"]
+    missing = [t for t in trade_nos if t not in records]
+    if missing:
+        err(f"error: not in the journal: {', '.join(missing)}")
+        raise Stop(EXIT_USAGE)
+    return [records[t] for t in trade_nos]
 
 
 async def _resolve_one(client: VexoraClient, request: PayoutRequest) -> PayoutOutcome:
