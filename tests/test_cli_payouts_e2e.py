@@ -343,16 +343,17 @@ def test_sigkill_twice_then_reruns_pay_each_valid_row_once(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=str)
 def test_sigint_finishes_the_rows_in_flight_and_a_rerun_resumes(
-    tmp_path: Path,
+    tmp_path: Path, signum: signal.Signals
 ) -> None:
-    """Ctrl-C: status 130, a full report, no row in flight left; a rerun ends it."""
+    """Ctrl-C (or SIGTERM): 130, a full report, nothing left in flight; a rerun ends it."""
     with sandbox() as box2:
         rows = payout_rows(600, prefix="INT")
         path = write_csv(tmp_path / "int.csv", rows)
         process = _start_send(box2, path)
         _wait_for_progress(process, 60)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130, err
         assert "Interrupted: finishing the rows in flight" in err

@@ -78,6 +78,20 @@ def test_enter_declines_and_sends_nothing(box: Sandbox, tmp_path: Path) -> None:
     assert not (tmp_path / "no.report.csv").exists()
 
 
+def test_ctrl_c_at_the_question_sends_nothing(box: Sandbox, tmp_path: Path) -> None:
+    """Ctrl-C instead of an answer: 130, a plain message, no traceback."""
+    path = write_csv(tmp_path / "q.csv", payout_rows(1, prefix="TTYQ"))
+    child = _spawn(box, path)
+    child.expect_exact("Type the total to send (1,000) to go on")
+    child.sendintr()
+    child.expect_exact("Interrupted: nothing was sent.")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in (child.before or "")
+    assert "TTYQ00000" not in box.executions()
+
+
 def test_ctrl_c_on_the_terminal_stops_and_reports(box: Sandbox, tmp_path: Path) -> None:
     """Ctrl-C typed while the progress bar runs: 130, and a full report."""
     path = write_csv(tmp_path / "ctrlc.csv", payout_rows(800, prefix="CC"))

@@ -47,6 +47,11 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+#: Whether a run holds its journal alone. Without flock (Windows), a rerun
+#: does not take a dead run's claims over: it waits out their lease, as any
+#: SDK worker would.
+EXCLUSIVE = fcntl is not None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cli_rows (
@@ -68,6 +73,10 @@ OUTCOMES = ("accepted", "rejected", "unknown", "not_sent", "pending")
 
 class JournalBusy(Exception):
     """Another run holds the journal."""
+
+
+class UnknownLedgerUrl(Exception):
+    """``--ledger`` names a store of no known kind."""
 
 
 def journal_path(sheet: Path) -> Path:
@@ -269,7 +278,7 @@ async def open_ledger(url: str | None, sheet: Path) -> AsyncIterator[Ledger]:
             await pool.close()
         return
     msg = f"--ledger takes a redis:// or postgresql:// URL, not {url.split(':')[0]!r}"
-    raise ValueError(msg)
+    raise UnknownLedgerUrl(msg)
 
 
 async def take_over(ledger: Ledger, key: str, entry: LedgerEntry) -> bool:

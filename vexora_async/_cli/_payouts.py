@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -49,9 +49,11 @@ from ._command import (
 )
 from ._credentials import Credentials, CredentialsProblem, load_credentials
 from ._journal import (
+    EXCLUSIVE,
     Journal,
     JournalBusy,
     Record,
+    UnknownLedgerUrl,
     journal_path,
     locked,
     now_iso,
@@ -63,7 +65,7 @@ from ._sheet import Row, Sheet, read_sheet
 
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from vexora_async import BatchProgress, PayoutResult
     from vexora_async.ledgers import Ledger
@@ -72,6 +74,11 @@ if TYPE_CHECKING:
 #: Stands in for a row's empty notify_url where nothing is sent (reconcile,
 #: resolve: the journal holds the request as it was sent).
 _ANY_NOTIFY_URL = "https://merchant.example/not-sent"
+
+T = TypeVar("T")
+
+#: Ctrl-C, and a service manager's stop: finish the rows in flight, report.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: How many tries the operator has to retype the total.
 CONFIRM_TRIES = 3
@@ -354,9 +361,11 @@ class Progress:
         self._task: Any = None
         if sys.stderr.isatty():
             with contextlib.suppress(ImportError):
+                from rich.console import Console
                 from rich.progress import Progress as RichProgress
 
-                self._bar = RichProgress(transient=False)
+                # On stderr, as the check above: stdout may be a file.
+                self._bar = RichProgress(console=Console(stderr=True))
                 self._task = self._bar.add_task("sending", total=total)
                 self._bar.start()
 
@@ -449,7 +458,12 @@ def run_send(args: argparse.Namespace) -> int:
         creds = credentials(args)
         with locked(path):
             run = SendRun(path, sheet, creds, args, started, max_total)
-            return asyncio.run(run.run())
+            return run.run()
+    except KeyboardInterrupt:
+        # Before sending (at the question, or while planning): while sending,
+        # Ctrl-C is handled on the loop and ends with a report.
+        err("\nInterrupted: nothing was sent.")
+        return EXIT_INTERRUPTED
     except JournalBusy as exc:
         err(f"error: {exc}")
         return EXIT_ERROR
@@ -513,28 +527,48 @@ class SendRun:
     stop: asyncio.Event = attrs.field(factory=asyncio.Event)
     first_send: float | None = None
 
-    async def run(self) -> int:
-        """Open the journal, the ledger and the client; plan, confirm, send."""
+    def run(self) -> int:
+        """Plan and show the summary, confirm, send, report.
+
+        Two event loops: the question is asked between them, outside any
+        loop, where Ctrl-C is a plain KeyboardInterrupt (inside one, asyncio
+        would hold the first Ctrl-C until input() returns).
+        """
         journal = Journal(journal_path(self.path))
         try:
-            async with (
-                open_ledger(self.args.ledger, self.path) as ledger,
-                make_client(self.creds, self.args, ledger) as client,
-            ):
-                plan = await self._plan(client, journal)
-                if plan is None:
-                    return EXIT_OK
-                if not plan.to_send:
-                    print("Nothing to send.", flush=True)
-                    return self._finish(journal, {})
+            planned = asyncio.run(self._with_client(journal, self._plan))
+            if planned is None:
+                return EXIT_OK
+            plan, total = planned
+            if not plan.to_send:
+                print("Nothing to send.", flush=True)
+                return self._finish(journal, {})
+            confirm(total, self.args)
+
+            async def send(client: VexoraClient, journal: Journal) -> int:
                 return await self._send(plan, client, journal)
-        except ValueError as exc:  # a --ledger URL of no known kind
+
+            return asyncio.run(self._with_client(journal, send))
+        except UnknownLedgerUrl as exc:
             err(f"error: {exc}")
             return EXIT_USAGE
         finally:
             journal.close()
 
-    async def _plan(self, client: VexoraClient, journal: Journal) -> Plan | None:
+    async def _with_client(
+        self,
+        journal: Journal,
+        work: Callable[[VexoraClient, Journal], Awaitable[T]],
+    ) -> T:
+        async with (
+            open_ledger(self.args.ledger, self.path) as ledger,
+            make_client(self.creds, self.args, ledger) as client,
+        ):
+            return await work(client, journal)
+
+    async def _plan(
+        self, client: VexoraClient, journal: Journal
+    ) -> tuple[Plan, Decimal] | None:
         """Plan, show the summary, check the guards; None for a dry run."""
         before = {id(row) for row in self.sheet.invalid}
         plan = await make_plan(self.sheet, client, client.ledger, journal)
@@ -557,7 +591,7 @@ class SendRun:
             skip_invalid=self.args.skip_invalid,
         )
         if not plan.to_send:
-            return plan
+            return plan, total
         if self.max_total is not None and total > self.max_total:
             err(
                 f"error: nothing was sent: the total {money(total)} is over --max-total"
@@ -572,8 +606,7 @@ class SendRun:
         if self.args.dry_run:
             print("Dry run: nothing was sent.", flush=True)
             return None
-        confirm(total, self.args)
-        return plan
+        return plan, total
 
     def _requests(self, rows: list[Row]) -> Iterator[PayoutRequest]:
         """Hand the rows over one by one, until Ctrl-C."""
@@ -591,14 +624,16 @@ class SendRun:
         self.stop.set()
 
     async def _send(self, plan: Plan, client: VexoraClient, journal: Journal) -> int:
-        for key, entry in plan.stale:
-            await take_over(client.ledger, key, entry)
+        if EXCLUSIVE:
+            for key, entry in plan.stale:
+                await take_over(client.ledger, key, entry)
         rows = plan.to_send
         journal.add_pending([row.request for row in rows if row.request is not None])
         records = journal.records()
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        for signum in _STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._interrupt)
         concurrency = self.args.concurrency
         print(
             f"Sending {rows_(len(rows))}, {concurrency} at a time "
@@ -618,8 +653,9 @@ class SendRun:
                     record_outcome(journal, records, outcome)
         finally:
             progress.close()
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGINT)
+            for signum in _STOP_SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signum)
         elapsed = time.monotonic() - began
         return self._finish(
             journal,
@@ -700,6 +736,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
         creds = credentials(args)
         with locked(path):
             return asyncio.run(_reconcile(path, sheet, creds, args))
+    except UnknownLedgerUrl as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
     except JournalBusy as exc:
         err(f"error: {exc}")
         return EXIT_ERROR
@@ -809,6 +848,9 @@ def run_resolve(args: argparse.Namespace) -> int:
         creds = credentials(args)
         with locked(path):
             return asyncio.run(_resolve(path, sheet, creds, args))
+    except UnknownLedgerUrl as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
     except JournalBusy as exc:
         err(f"error: {exc}")
         return EXIT_ERROR
@@ -842,7 +884,11 @@ async def _resolve(
                     continue
                 key = client.ledger_key(record.request)
                 entry = await ledger.get(key)
-                if entry is not None and entry.state is EntryState.IN_FLIGHT:
+                if (
+                    EXCLUSIVE
+                    and entry is not None
+                    and entry.state is EntryState.IN_FLIGHT
+                ):
                     await take_over(
                         ledger, key, entry
                     )  # a dead run's: we hold the lock
