@@ -7,6 +7,7 @@ exactly-once by the sandbox's own stats (``/_sandbox/stats``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -347,7 +348,7 @@ def test_sigkill_twice_then_reruns_pay_each_valid_row_once(tmp_path: Path) -> No
 def test_sigint_finishes_the_rows_in_flight_and_a_rerun_resumes(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
-    """Ctrl-C (or SIGTERM): 130, a full report, nothing left in flight; a rerun ends it."""
+    """Ctrl-C or SIGTERM: 130, a full report, nothing left in flight; a rerun ends."""
     with sandbox() as box2:
         rows = payout_rows(600, prefix="INT")
         path = write_csv(tmp_path / "int.csv", rows)
@@ -475,3 +476,28 @@ def test_resolve_after_a_kill_settles_the_rows_left_in_flight(
     assert send(box, path).returncode == 0
     executions = box.executions()
     assert [executions[r["trade_no"]] for r in rows] == [1] * 400
+
+
+def test_a_ledger_that_forgot_does_not_make_a_row_go_twice(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """The journal's own record stops a resend when the ledger lost its entries."""
+    import sqlite3
+
+    rows = payout_rows(3, prefix="FORGOT")
+    path = write_csv(tmp_path / "forgot.csv", rows)
+    assert send(box, path).returncode == 0
+    # As a Redis ledger does once its settled entries expire.
+    with contextlib.closing(sqlite3.connect(tmp_path / "forgot.csv.vexora.db")) as db:
+        db.execute("DELETE FROM vexora_ledger")
+        db.commit()
+    again = send(box, path)
+    assert again.returncode == 0, again.stderr
+    assert "Already done  3 (accepted 3, rejected 0)" in again.stdout
+    rows[0]["amount"] = "5000"
+    write_csv(path, rows)
+    changed = send(box, path)
+    assert changed.returncode == 2
+    assert "'FORGOT00000' was already sent with another payload" in changed.stderr
+    executions = box.executions()
+    assert [executions[r["trade_no"]] for r in rows] == [1, 1, 1]

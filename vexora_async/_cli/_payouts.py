@@ -200,7 +200,9 @@ async def make_plan(
         key = client.ledger_key(request)
         entry = await ledger.get(key)
         if entry is None:
-            plan.new.append(row)
+            _plan_from_journal(
+                plan, row, request, records.get(request.trade_no), client
+            )
             continue
         if entry.fingerprint != client.ledger_fingerprint(request):
             record = records.get(request.trade_no)
@@ -217,6 +219,31 @@ async def make_plan(
             if entry.state is EntryState.IN_FLIGHT:
                 plan.stale.append((key, entry))
     return plan
+
+
+def _plan_from_journal(
+    plan: Plan,
+    row: Row,
+    request: PayoutRequest,
+    record: Record | None,
+    client: VexoraClient,
+) -> None:
+    """Place a row the ledger does not know, by what the journal says.
+
+    A ledger may forget settled entries (Redis keeps them for a while); the
+    journal keeps what each row became, so a row it saw accepted or
+    rejected is never sent again, and a changed one is still refused.
+    """
+    if record is None or record.outcome not in {"accepted", "rejected"}:
+        plan.new.append(row)
+    elif client.ledger_fingerprint(record.request) != client.ledger_fingerprint(
+        request
+    ):
+        row.refuse("trade_no", _changed(request, record))
+    elif record.outcome == "accepted":
+        plan.accepted.append(row)
+    else:
+        plan.rejected.append(row)
 
 
 def _changed(request: PayoutRequest, record: Record | None) -> str:
