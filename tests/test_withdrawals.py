@@ -201,6 +201,9 @@ async def test_a_payout_is_paid(service: Service) -> None:
     balance = await service.http.get("/balance")
     assert balance.status_code == 200
     assert balance.json()["available"] == str(10_000_000_000 - 5000)
+    metrics = (await service.http.get("/metrics")).text
+    assert 'withdrawals_transitions_total{source="callback",state="paid"}' in metrics
+    assert "vexora_operation_duration_seconds" in metrics  # the SDK's, by its hook
 
 
 async def test_a_payout_rejected_8000_is_failed(service: Service) -> None:

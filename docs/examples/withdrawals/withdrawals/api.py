@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg_pool
 from fastapi import FastAPI, Header, HTTPException, Response
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 from vexora_async import InvalidRequestError, PayoutRequest, VexoraError
@@ -235,14 +235,17 @@ def create_app(
             "frozen": None if found.freeze_amount is None else str(found.freeze_amount),
         }
 
-    # Routes, not app.mount(): a mount answers its exact path with a
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # A Route, not app.mount(): a mount answers its exact path with a
     # redirect, which the gateway does not follow.
-    app.router.routes += [
+    app.router.routes.append(
         Route(
             "/vexora/payouts/notify",
             receiver(db, settings.app_secret, stored),
             methods=["POST"],
-        ),
-        Route("/metrics", make_asgi_app(), methods=["GET"]),
-    ]
+        )
+    )
     return app
