@@ -30,6 +30,8 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 # performance/ holds the benchmark's output, shown by performance.md.
 exclude_patterns = ["_build", "performance/*.md.in", "performance/**"]
+# The examples' own READMEs are read on GitHub, beside their code, not pages.
+exclude_patterns += ["examples/**"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

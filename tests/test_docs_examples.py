@@ -68,6 +68,7 @@ _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 #: their own (a key prefix, a table) and remove them.
 NEEDS: dict[str, tuple[str, ...]] = {
     "workers.md": ("REDIS_URL", "DATABASE_URL"),
+    "withdrawals.md": ("DATABASE_URL",),
 }
 #: Pages whose blocks do not all run yet (issue 20 is rewriting them); each
 #: fix takes its page off this list, and an empty list is the goal.
