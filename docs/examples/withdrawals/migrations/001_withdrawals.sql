@@ -53,8 +53,8 @@ CREATE INDEX withdrawal_events_withdrawal_idx ON withdrawal_events (withdrawal_i
 
 CREATE TABLE callback_inbox (
     id                bigserial PRIMARY KEY,
-    -- kind:tradeNo:status: the gateway's redeliveries of one notification
-    -- are stored once.
+    -- The SDK's Notification.dedup_key, one per (kind, tradeNo, status):
+    -- the gateway's redeliveries of one notification are stored once.
     dedupe_key        text NOT NULL UNIQUE,
     trade_no          text NOT NULL,
     status            text NOT NULL,

@@ -54,12 +54,11 @@ def receiver(
     async def handler(notification: Notification, *, already_handled: bool) -> None:
         if already_handled:  # stored before, by this process
             return
-        key = f"{notification.kind}:{notification.trade_no}:{notification.status}"
         async with pool.connection() as conn:
             await conn.execute(
                 _STORE,
                 (
-                    key,
+                    notification.dedup_key,  # one per (kind, tradeNo, status)
                     notification.trade_no,
                     str(notification.status),
                     notification.amount,
