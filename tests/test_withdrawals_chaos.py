@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ async def post_all(http: httpx.AsyncClient) -> int:
 
     for start in range(0, COUNT, 50):
         await asyncio.gather(*(post(i) for i in range(start, start + 50)))
-        await asyncio.sleep(0.05)  # a stream, not one burst
+        await asyncio.sleep(0.02)  # a stream, not one burst
     return repeated
 
 
@@ -134,7 +135,7 @@ async def open_rows(url: str) -> list[tuple[Any, ...]]:
 async def reconcile_all(settings: Settings, client: VexoraClient, url: str) -> None:
     """Run the reconciler until every withdrawal is final (40 s at most)."""
     pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-        url, min_size=1, max_size=settings.batch, open=False
+        url, min_size=1, max_size=20, open=False
     )
     async with pool:
         end = time.monotonic() + 40
@@ -205,7 +206,10 @@ async def test_chaos(tmp_path: Path) -> None:
             async with (
                 app.router.lifespan_context(app),
                 httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://api"
+                    # A query on a killed connection is a 500, as over a
+                    # socket: the phone posts again, with the same key.
+                    transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                    base_url="http://api",
                 ) as http,
             ):
                 posting = asyncio.create_task(post_all(http))
@@ -215,7 +219,7 @@ async def test_chaos(tmp_path: Path) -> None:
                     proc.send_signal(signal.SIGKILL)
                     assert await proc.wait() == -signal.SIGKILL
                 senders[:2] = [await spawn(), await spawn()]
-                await until(url, "state <> 'new'", COUNT // 2)
+                await until(url, "state <> 'new'", COUNT // 3)
                 terminated = await terminate(application_name)
                 repeated = await posting
                 await until(url, "state <> 'new'", COUNT)
@@ -223,7 +227,8 @@ async def test_chaos(tmp_path: Path) -> None:
                     proc.send_signal(signal.SIGTERM)
                     assert await proc.wait() == 0
             sent = time.monotonic() - started
-            await reconcile_all(settings, client, url)
+            # Bigger rounds: nearly every row is accepted, its callback off.
+            await reconcile_all(replace(settings, batch=200), client, url)
         rows = await states(url)
 
     assert len(rows) == COUNT  # a repeated post made no second withdrawal
