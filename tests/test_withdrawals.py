@@ -108,10 +108,12 @@ class Service:
         )
 
     async def send(self, client: VexoraClient | None = None) -> int:
-        """One sender round."""
-        return await sender.send_round(
-            self.pool, client or self.client, self.ledger, self.settings
-        )
+        """One sender round (with another client: its own ledger's)."""
+        if client is None:
+            client = self.client
+        ledger = client.ledger
+        assert isinstance(ledger, PostgresLedger)
+        return await sender.send_round(self.pool, client, ledger, self.settings)
 
     async def reconcile(self, settings: Settings | None = None) -> int:
         """One reconciler round."""
@@ -312,7 +314,8 @@ async def test_the_gateway_down_then_up(service: Service) -> None:
     """Gateway unreachable: the row goes back to new, nothing lost; then paid."""
     created = (await service.post()).json()
     down = replace(service.settings, base_url="http://127.0.0.1:9")  # nobody there
-    async with make_client(down, service.ledger) as client:
+    # Another sender process: its own ledger on the same table.
+    async with make_client(down, PostgresLedger(service.pool)) as client:
         assert await service.send(client) == 1
         found = await service.get(created["id"])
         assert found["state"] == "new"
@@ -320,7 +323,7 @@ async def test_the_gateway_down_then_up(service: Service) -> None:
             cursor = await conn.execute("SELECT attempts FROM withdrawals")
             assert await cursor.fetchone() == (1,)
     assert created["trade_no"] not in service.gateway.payouts
-    assert await service.send() == 1  # up again
+    assert await service.send() == 1  # up again: nothing left claimed
     await service.until(created["id"], "paid")
     assert service.gateway.stats.executions[created["trade_no"]] == 1
 
