@@ -344,6 +344,21 @@ async def test_a_stale_payout_is_escalated(service: Service) -> None:
     assert service.gateway.stats.executions[created["trade_no"]] == 1
 
 
+async def test_an_escalated_acceptance_closes_when_settled(service: Service) -> None:
+    """Accepted, processing past the limit: escalated; paid once it settles."""
+    body = {**BODY, "bank_number": "09791230015"}  # the sandbox keeps it processing
+    created = (await service.post(body=body)).json()
+    service.forward.down = True  # its callback is lost
+    await service.send()
+    assert (await service.get(created["id"]))["state"] == "accepted"
+    overdue = replace(service.settings, stale_after=0.0, escalate_after=0.0)
+    await service.reconcile(overdue)
+    assert (await service.get(created["id"]))["state"] == "escalated"
+    service.gateway.settle(created["trade_no"])
+    await service.reconcile(overdue)
+    assert (await service.get(created["id"]))["state"] == "paid"
+
+
 async def test_the_migrations_run_once(service: Service) -> None:
     """Migrating again applies nothing."""
     async with service.pool.connection() as conn:

@@ -6,7 +6,7 @@
 - ``sending`` rows untouched for ``stale_after`` (their sender died, or
   lost the database, after its commit): the same;
 - ``accepted`` rows untouched for ``stale_after`` (their callback is
-  late or lost): ``get_payout``;
+  late or lost), and any row the gateway accepted: ``get_payout``;
 - rows still open ``escalate_after`` after their creation become
   ``escalated`` (and ``withdrawals_escalated_total`` counts them); they
   are still resolved, so they close by themselves if they can.
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("withdrawals.reconciler")
 
 _OPEN = (
-    "SELECT id, version, state,"  # noqa: S608 - constant columns
+    "SELECT id, version, state, platform_trade_no,"  # noqa: S608 - constant columns
     " created_at < now() - make_interval(secs => %(escalate)s), "
     + REQUEST_COLUMNS
     + " FROM withdrawals"
@@ -55,18 +55,22 @@ async def reconcile_one(
     row: tuple[Any, ...],
 ) -> bool:
     """Resolve one open withdrawal; return whether its state moved."""
-    withdrawal_id, version, state, overdue, *columns = row
+    withdrawal_id, version, state, platform_trade_no, overdue, *columns = row
     request = request_of(tuple(columns))
+    # Accepted by the gateway (an escalated row may have been): only a
+    # status query tells its fate. resolve_payout would answer the
+    # acceptance the ledger holds, still processing.
+    accepted = platform_trade_no is not None
     outcome: PayoutResult | PayoutStatus | VexoraError
     try:
-        if state == "accepted":
+        if accepted:
             outcome = await client.get_payout(request.trade_no)
         else:
             outcome = await client.resolve_payout(request)
     except VexoraError as exc:
         outcome = exc
     async with pool.connection() as conn:
-        if _tells(outcome, state):
+        if _tells(outcome, state, accepted=accepted):
             moved = await record(conn, withdrawal_id, version, "reconciler", outcome)
         else:
             moved = None
@@ -87,14 +91,17 @@ async def reconcile_one(
     return moved is not None
 
 
-def _tells(outcome: PayoutResult | PayoutStatus | VexoraError, state: str) -> bool:
+def _tells(
+    outcome: PayoutResult | PayoutStatus | VexoraError, state: str, *, accepted: bool
+) -> bool:
     """Tell whether *outcome* is worth recording for a row in *state*."""
     if not isinstance(outcome, VexoraError):
         return True
+    if accepted:
+        return False  # a failed status query says nothing about the payout
     if isinstance(outcome, RequestRejected):
-        # From resolve_payout: the gateway never saw the tradeNo and refused
-        # it again. From get_payout (accepted rows): the query was refused.
-        return outcome.confirmed and state != "accepted"
+        # The gateway never saw the tradeNo and refused it again.
+        return outcome.confirmed
     if isinstance(outcome, TradeNoCollision):
         return True  # escalated: the gateway holds it for another payout
     # Still unknown: a sending row becomes unknown; nothing else changes
