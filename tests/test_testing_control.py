@@ -107,6 +107,7 @@ async def test_inject_a_fault(
         {"fault": "drop", "executed": False},
         {"fault": "garbage"},
         {"fault": "http_error", "status": 503},
+        {"fault": "rejected", "message": "account disabled"},
     ],
     ids=lambda spec: spec["fault"],
 )

@@ -11,6 +11,7 @@ from vexora_async import (
     InvalidRequestError,
     Operation,
     PayoutOutcomeUnknown,
+    RequestRejected,
     TransportError,
     VexoraClient,
 )
@@ -172,6 +173,32 @@ async def test_each_fault_reaches_the_client_as_its_exception(
     assert gateway.stats.executions["F2"] == 1
     sent = gateway.stats.requests[CREATE.path] - creates_before
     assert sent == (1 if executed else 2)
+
+
+async def test_a_rejected_fault_is_a_confirmed_refusal(
+    client_pair: ClientPair, gateway: FakeGateway
+) -> None:
+    """Code 8000 with its message, nothing executed: failed, not unknown."""
+    gateway.faults.for_trade_no(
+        "R1", Fault.rejected("insufficient balance"), operations=CREATE
+    )
+    with pytest.raises(RequestRejected) as caught:
+        await client_pair.default.create_payout(make_payout(trade_no="R1"))
+    assert (caught.value.code, caught.value.msg) == ("8000", "insufficient balance")
+    assert caught.value.confirmed  # the status query found no payout
+    assert "R1" not in gateway.payouts
+    assert gateway.stats.faults[FaultKind.REJECTED] == 1
+    # Aimed at R1's create only: the status query and others go through.
+    result = await client_pair.default.create_payout(make_payout(trade_no="R2"))
+    assert result.status == "0015"
+
+
+def test_a_rejected_fault_needs_a_message() -> None:
+    """An empty message is refused where the fault is built."""
+    assert Fault.rejected().executed is False
+    with pytest.raises(InvalidRequestError) as caught:
+        Fault.rejected("")
+    assert caught.value.field == "message"
 
 
 async def test_a_fractional_retry_after_is_not_honoured(

@@ -17,7 +17,7 @@ import httpx
 import psycopg_pool
 import pytest
 from prometheus_client import REGISTRY
-from vexora_async import PostgresLedger, VexoraClient, sign
+from vexora_async import Operation, PostgresLedger, VexoraClient, sign
 from vexora_async.testing import FakeGateway, Fault, SandboxConfig
 
 from tests.withdrawals_service import (
@@ -208,9 +208,18 @@ async def test_a_payout_is_paid(service: Service) -> None:
     assert "vexora_operation_duration_seconds" in metrics  # the SDK's, by its hook
 
 
-async def test_a_payout_rejected_8000_is_failed(service: Service) -> None:
-    """The gateway refuses (8000, insufficient balance): failed, not paid."""
-    created = (await service.post(body={**BODY, "amount": 20_000_000_000})).json()
+@pytest.mark.parametrize("refusal", ["balance", "fault"])
+async def test_a_payout_rejected_8000_is_failed(service: Service, refusal: str) -> None:
+    """The gateway refuses (8000): failed, not paid."""
+    if refusal == "balance":  # more than the sandbox's balance
+        created = (await service.post(body={**BODY, "amount": 20_000_000_000})).json()
+    else:
+        created = (await service.post()).json()
+        service.gateway.faults.for_trade_no(
+            created["trade_no"],
+            Fault.rejected("account disabled"),
+            operations=Operation.CREATE_PAYOUT,
+        )
     await service.send()
     failed = await service.get(created["id"])
     assert failed["state"] == "failed"

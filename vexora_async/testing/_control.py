@@ -15,11 +15,11 @@ the same process does through :class:`~vexora_async.testing.FakeGateway`:
     ``{"status": "00029"}`` (default ``"0000"``).
 ``POST /_sandbox/faults``
     Queue a fault: ``{"fault": "drop"}``; also ``"http_error"`` (with
-    ``"status"``), ``"system_error"``, ``"garbage"``, ``"rate_limited"``
-    and ``"delay"`` (with ``"seconds"``), ``"executed"`` where the fault
-    takes it, ``"trade_no"`` to aim it at one transaction, ``"operation"``
-    (``"create_payout"``, ``"get_payout"``...) to aim it at one call, and
-    ``"count"`` (default 1).
+    ``"status"``), ``"system_error"``, ``"garbage"``, ``"rate_limited"``,
+    ``"rejected"`` (with ``"message"``) and ``"delay"`` (with
+    ``"seconds"``), ``"executed"`` where the fault takes it, ``"trade_no"``
+    to aim it at one transaction, ``"operation"`` (``"create_payout"``,
+    ``"get_payout"``...) to aim it at one call, and ``"count"`` (default 1).
 ``DELETE /_sandbox/faults``
     Forget every scripted fault.
 
@@ -182,7 +182,7 @@ def _queue_fault(gateway: FakeGateway, spec: Mapping[str, Any]) -> None:
         gateway.faults.for_trade_no(trade_no, *[fault] * count, operations=operations)
 
 
-def _fault(spec: Mapping[str, Any]) -> Fault:
+def _fault(spec: Mapping[str, Any]) -> Fault:  # noqa: C901, PLR0911 - a case per kind
     name = spec.get("fault")
     kinds = {kind.value for kind in FaultKind}
     if name not in kinds:
@@ -203,8 +203,10 @@ def _fault(spec: Mapping[str, Any]) -> Fault:
                 return Fault.drop(**options)
             case FaultKind.SYSTEM_ERROR:
                 return Fault.system_error(**options)
-            case FaultKind.GARBAGE:  # pragma: no branch - every kind is handled
+            case FaultKind.GARBAGE:
                 return Fault.garbage(**options)
+            case FaultKind.REJECTED:  # pragma: no branch - every kind is handled
+                return Fault.rejected(spec.get("message", "rejected by a control call"))
     except (TypeError, ValueError) as exc:
         raise _ControlError(400, f"invalid fault: {exc}") from None
 

@@ -40,6 +40,9 @@ class FaultKind(enum.Enum):
     GARBAGE = "garbage"
     #: HTTP 429 with a ``Retry-After`` header, before executing.
     RATE_LIMITED = "rate_limited"
+    #: HTTP 200 with the envelope ``code`` ``8000``, never executing: a
+    #: refusal such as insufficient balance or a disabled account.
+    REJECTED = "rejected"
 
 
 # Statuses a gateway (or its proxy) answers before doing anything.
@@ -61,6 +64,7 @@ class Fault:
     executed: bool = True
     seconds: float = 0.0
     status: int = 500
+    message: str = ""
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
@@ -106,6 +110,21 @@ class Fault:
     def garbage(cls, *, executed: bool = True) -> Fault:
         """Answer HTTP 200 with truncated JSON (after executing, by default)."""
         return cls(FaultKind.GARBAGE, executed=executed)
+
+    @classmethod
+    def rejected(cls, message: str = "rejected by the sandbox's fault plan") -> Fault:
+        """Refuse the request with code ``8000`` and *message*, never executing.
+
+        The gateway's refusal of a request it will not carry out (say,
+        ``"insufficient balance"``), on demand. On a create, the client's
+        status query then finds no payout, so the refusal is confirmed:
+        :class:`~vexora_async.RequestRejected` with ``confirmed=True``.
+        Aim it with ``operations=Operation.CREATE_PAYOUT``: on a status
+        query it refuses the query instead.
+        """
+        if not _is_text(message):
+            raise InvalidRequestError("message", "must be a non-empty str")
+        return cls(FaultKind.REJECTED, executed=False, message=message)
 
     @classmethod
     def rate_limited(cls, retry_after: float = 1.0) -> Fault:

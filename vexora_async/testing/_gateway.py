@@ -228,7 +228,7 @@ class FakeGateway:
                 reply = self._envelope(CODE_REJECTED, refusal.msg, None)
             return reply if fault is None else self._fault_reply(fault, reply)
 
-    def _fault_reply(self, fault: Fault, reply: Reply | None) -> Reply:
+    def _fault_reply(self, fault: Fault, reply: Reply | None) -> Reply:  # noqa: PLR0911 - one answer per kind
         kind = fault.kind
         if kind is FaultKind.DELAY:
             if reply is None:  # pragma: no cover - a delay always executes
@@ -244,6 +244,8 @@ class FakeGateway:
             return self._envelope(CODE_SYSTEM_ERROR, "system exception", None)
         if kind is FaultKind.GARBAGE:
             return Reply(200, _GARBAGE, _JSON)
+        if kind is FaultKind.REJECTED:
+            return self._envelope(CODE_REJECTED, fault.message, None)
         retry_after = f"{fault.seconds:g}"
         return Reply(429, b"Too Many Requests", (*_TEXT, ("retry-after", retry_after)))
 
