@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg_pool
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
 from prometheus_client import REGISTRY
 from vexora_async import Operation, PostgresLedger, VexoraClient, sign
 from vexora_async.testing import FakeGateway, Fault, SandboxConfig
@@ -366,6 +371,23 @@ async def test_an_escalated_acceptance_closes_when_settled(service: Service) -> 
     service.gateway.settle(created["trade_no"])
     await service.reconcile(overdue)
     assert (await service.get(created["id"]))["state"] == "paid"
+
+
+async def test_a_send_is_traced(service: Service) -> None:
+    """The sender's client carries the SDK's OpenTelemetry hook: one span a call."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    created = (await service.post()).json()
+    ledger = PostgresLedger(service.pool)
+    async with make_client(
+        service.settings, ledger, tracer_provider=provider
+    ) as client:
+        assert await service.send(client) == 1
+    provider.shutdown()
+    [span] = [s for s in spans.get_finished_spans() if s.name == "vexora.create_payout"]
+    assert span.attributes is not None
+    assert created["trade_no"] in span.attributes.values()
 
 
 async def test_the_migrations_run_once(service: Service) -> None:

@@ -11,6 +11,7 @@ from vexora_async.prometheus import PrometheusHook
 
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
     from vexora_async import Ledger
 
     from .settings import Settings
@@ -31,8 +32,17 @@ SEND_SECONDS = Histogram(
 )
 
 
-def make_client(settings: Settings, ledger: Ledger | None = None) -> VexoraClient:
-    """Return this process's client: its spans and metrics go to both."""
+def make_client(
+    settings: Settings,
+    ledger: Ledger | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> VexoraClient:
+    """Return this process's client: its spans and metrics go to both.
+
+    Spans go to *tracer_provider*, by default OpenTelemetry's global one
+    (set by your OpenTelemetry SDK setup, or ``opentelemetry-instrument``).
+    """
     return VexoraClient(
         settings.merchant_no,
         settings.app_secret,
@@ -42,5 +52,5 @@ def make_client(settings: Settings, ledger: Ledger | None = None) -> VexoraClien
         claim_lease=settings.claim_lease,
         max_connections=settings.batch,
         # Without an OpenTelemetry SDK configured these are no-ops.
-        on_event=[OpenTelemetryHook(), PrometheusHook()],
+        on_event=[OpenTelemetryHook(tracer_provider), PrometheusHook()],
     )
