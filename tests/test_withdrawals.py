@@ -8,9 +8,15 @@ Each test has a schema of its own, dropped after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import socket
+import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +32,7 @@ from vexora_async import Operation, PostgresLedger, VexoraClient, sign
 from vexora_async.testing import FakeGateway, Fault, SandboxConfig
 
 from tests.withdrawals_service import (
+    EXAMPLE,
     Settings,
     create_app,
     make_client,
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 
+ROOT = Path(__file__).resolve().parent.parent
 BODY = {
     "user_id": "u-1",
     "amount": 5000,
@@ -394,3 +402,47 @@ async def test_the_migrations_run_once(service: Service) -> None:
     """Migrating again applies nothing."""
     async with service.pool.connection() as conn:
         assert await migrate(conn) == []
+
+
+@pytest.mark.subprocess
+async def test_one_command_runs_it_all(tmp_path: Path) -> None:
+    """``python -m withdrawals dev``: migrations, API, senders, a sandbox."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    api = f"http://127.0.0.1:{port}"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VEXORA_", "WITHD"))
+    }
+    async with service_database() as (url, _):
+        env |= {
+            "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT)]),
+            "DATABASE_URL": url,
+            "WITHDRAWALS_PORT": str(port),
+            "WITHDRAWALS_NOTIFY_URL": f"{api}/vexora/payouts/notify",
+        }
+        with (tmp_path / "dev.log").open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "withdrawals", "dev", env=env, stderr=log
+            )
+        try:
+            async with httpx.AsyncClient(base_url=api) as http:
+                end = time.monotonic() + 30
+                while True:  # until the API listens
+                    with contextlib.suppress(httpx.TransportError):
+                        created = await http.post(
+                            "/withdrawals", json=BODY, headers={"Idempotency-Key": "d"}
+                        )
+                        break
+                    assert time.monotonic() < end, (tmp_path / "dev.log").read_text()
+                    await asyncio.sleep(0.1)
+                assert created.status_code == 201
+                withdrawal_id = created.json()["id"]
+                while (await http.get(f"/withdrawals/{withdrawal_id}")).json()[
+                    "state"
+                ] != "paid":  # the sandbox's callback
+                    assert time.monotonic() < end, (tmp_path / "dev.log").read_text()
+                    await asyncio.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert await proc.wait() == 0, (tmp_path / "dev.log").read_text()
