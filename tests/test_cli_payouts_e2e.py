@@ -257,6 +257,7 @@ def test_reconcile_rewrites_processing_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_faults_then_reruns_pay_every_row_exactly_once(tmp_path: Path) -> None:
     """2,000 rows through 10% gateway faults: reruns end at 0, each paid once."""
     with sandbox("--fault-rate", "0.1", "--seed", "7") as faulty:
@@ -309,6 +310,7 @@ def _wait_for_progress(process: subprocess.Popen[str], at_least: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_sigkill_twice_then_reruns_pay_each_valid_row_once(tmp_path: Path) -> None:
     """Killed twice mid-file, rerun until 0: exactly once, invalid never sent."""
     with sandbox("--fault-rate", "0.05", "--seed", "3") as faulty:
@@ -453,6 +455,7 @@ def test_an_unknown_ledger_url_is_a_usage_error(box: Sandbox, tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_resolve_after_a_kill_settles_the_rows_left_in_flight(
     box: Sandbox, tmp_path: Path
 ) -> None:

@@ -40,7 +40,7 @@ from tests.withdrawals_service import (
 if TYPE_CHECKING:
     from vexora_async import VexoraClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.e2e]
 
 COUNT = 1_000
 ROOT = Path(__file__).resolve().parent.parent
