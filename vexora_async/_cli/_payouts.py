@@ -65,7 +65,7 @@ from ._sheet import Row, Sheet, read_sheet
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Coroutine, Iterator
 
     from vexora_async import BatchProgress, PayoutResult
     from vexora_async.ledgers import Ledger
@@ -758,11 +758,21 @@ def _load_for_journal(args: argparse.Namespace) -> tuple[Path, Sheet]:
 
 def run_reconcile(args: argparse.Namespace) -> int:
     """``vexora payouts reconcile FILE``: query every row not final; rewrite."""
+    return _on_the_journal(args, _reconcile)
+
+
+def _on_the_journal(
+    args: argparse.Namespace,
+    work: Callable[
+        [Path, Sheet, Credentials, argparse.Namespace], Coroutine[Any, Any, int]
+    ],
+) -> int:
+    """Run *work* on the file's journal, held by this run alone."""
     try:
         path, sheet = _load_for_journal(args)
         creds = credentials(args)
         with locked(path):
-            return asyncio.run(_reconcile(path, sheet, creds, args))
+            return asyncio.run(work(path, sheet, creds, args))
     except UnknownLedgerUrl as exc:
         err(f"error: {exc}")
         return EXIT_USAGE
@@ -870,19 +880,7 @@ def refused_credentials_if_sign(exc: RequestRejected) -> None:
 
 def run_resolve(args: argparse.Namespace) -> int:
     """``vexora payouts resolve FILE [TRADE_NO...]``: settle unknown rows."""
-    try:
-        path, sheet = _load_for_journal(args)
-        creds = credentials(args)
-        with locked(path):
-            return asyncio.run(_resolve(path, sheet, creds, args))
-    except UnknownLedgerUrl as exc:
-        err(f"error: {exc}")
-        return EXIT_USAGE
-    except JournalBusy as exc:
-        err(f"error: {exc}")
-        return EXIT_ERROR
-    except Stop as stop:
-        return stop.status
+    return _on_the_journal(args, _resolve)
 
 
 async def _resolve(
