@@ -7,12 +7,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from vexora_async import PayoutStatus, TransactionStatus
 from vexora_async._cli import main
 from vexora_async._cli._credentials import CredentialsProblem, load_credentials
-from vexora_async._cli._journal import take_over
-from vexora_async._cli._payouts import exit_status
+from vexora_async._cli._journal import Record, take_over
+from vexora_async._cli._payouts import _query_one, exit_status
 from vexora_async._cli._sheet import Sheet, read_sheet
 from vexora_async.ledgers import EntryState, SQLiteLedger, new_token
+
+from tests.helpers import make_payout
 
 
 if TYPE_CHECKING:
@@ -269,3 +272,38 @@ def test_the_secret_is_never_an_option(capsys: pytest.CaptureFixture[str]) -> No
         out = capsys.readouterr().out
         assert "--app-secret" not in out
         assert "--secret" not in out
+
+
+class QueryOnly:
+    """Stands in for the client in reconcile: its status query finds *found*."""
+
+    def __init__(self, found: PayoutStatus) -> None:
+        self.found = found
+
+    async def get_payout(self, trade_no: str) -> PayoutStatus:
+        """Return what the gateway holds."""
+        assert trade_no == self.found.trade_no
+        return self.found
+
+
+@pytest.mark.parametrize(
+    ("found", "outcome", "error_code"),
+    [
+        ({"amount": Decimal(100)}, "accepted", None),
+        ({"order_amount": Decimal(100), "amount": Decimal(90)}, "accepted", None),
+        ({"order_amount": Decimal(25000)}, "unknown", "TradeNoCollision"),
+        ({}, "unknown", "Unchecked"),
+    ],
+    ids=["same", "ordered-same", "another-amount", "no-amount"],
+)
+async def test_reconcile_reports_a_found_payout_as_the_row_s_only_when_it_is(
+    found: dict[str, Any], outcome: str, error_code: str | None
+) -> None:
+    """The amount ordered decides; an answer with none leaves an unknown unknown."""
+    request = make_payout(amount=100)
+    record = Record(request.trade_no, request, "unknown")
+    status = PayoutStatus(
+        trade_no=request.trade_no, status=TransactionStatus("0000"), **found
+    )
+    await _query_one(QueryOnly(status), record)  # type: ignore[arg-type]
+    assert (record.outcome, record.error_code) == (outcome, error_code)

@@ -35,6 +35,8 @@ from vexora_async import (
     VexoraClient,
     VexoraError,
 )
+from vexora_async._converter import WireCodec
+from vexora_async._outcomes import Match, compare_found, describe
 from vexora_async.ledgers import EntryState, LedgerEntry
 
 from ._command import (
@@ -69,6 +71,10 @@ if TYPE_CHECKING:
 
     from vexora_async import BatchProgress, PayoutResult
     from vexora_async.ledgers import Ledger
+
+#: Encodes a row's request as the wire fields a found payout is compared
+#: with (amounts compare as Decimals, whatever the client's amount format).
+_WIRE = WireCodec.create()
 
 
 #: Stands in for a row's empty notify_url where nothing is sent (reconcile,
@@ -856,13 +862,24 @@ async def _query_one(client: VexoraClient, record: Record) -> None:
     except VexoraError as exc:
         record.error_code, record.error_message = type(exc).__name__, exc.message
         return
-    amount = found.amount if found.amount is not None else found.order_amount
-    if amount is not None and amount != request.amount:
+    # The SDK's own rule for "is the payout found this request's?": the
+    # amount ordered, else the amount, and the account fields it shows.
+    comparison = compare_found(_WIRE.encode(request), found)
+    if comparison.match is Match.DIFFERENT:
         record.outcome = "unknown"
         record.error_code = "TradeNoCollision"
         record.error_message = (
-            f"the gateway holds this trade_no with amount {amount}, not "
-            f"{request.amount}: another payout; find out whose"
+            f"the gateway holds this trade_no for another payout "
+            f"({describe(comparison)}); find out whose"
+        )
+        return
+    if comparison.match is Match.UNCHECKED and record.outcome != "accepted":
+        # An answer with no amount cannot be told from another payout
+        # under this trade_no (an accepted row's create answer was checked).
+        record.error_code = "Unchecked"
+        record.error_message = (
+            "the gateway's answer carries no amount to check against this "
+            "row; it stays unknown"
         )
         return
     record.outcome = "accepted"
